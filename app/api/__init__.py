@@ -1,0 +1,1 @@
+"""HTTP edge: Meshy's routes, auth, errors, SSE and signed asset downloads."""

@@ -1,0 +1,115 @@
+"""FastAPI dependencies: the process state, one DB session per request, the caller's identity."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.api import tokens
+from app.api.render import AssetLinks
+from app.api.state import AppState
+from app.core.errors import Unauthorized
+from app.core.ids import parse_id
+from billing import service as billing_service
+from billing.service import Principal
+
+_bearer = HTTPBearer(auto_error=False, description="Your API key: `Authorization: Bearer msy_...`")
+
+
+async def get_state(request: Request) -> AppState:
+    return request.app.state.mf  # type: ignore[no-any-return]
+
+
+State = Annotated[AppState, Depends(get_state)]
+
+
+async def get_session(state: State) -> AsyncIterator[AsyncSession]:
+    async with state.sessionmaker() as session:
+        yield session
+
+
+DbSession = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_read_session(state: State) -> AsyncIterator[AsyncSession]:
+    async with state.reader() as session:
+        yield session
+
+
+ReadSession = Annotated[AsyncSession, Depends(get_read_session)]
+
+
+async def get_principal(
+    state: State, session: ReadSession, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    """Authenticate the bearer key (autocommit reads: one SELECT, a rare touch), then count it against the rate."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized()
+    try:
+        principal = await billing_service.authenticate(session, token=credentials.credentials, secret=state.secret)
+    finally:
+        # Give the connection back now (the session stays usable): a create waiting on its account lock must
+        # not hold a second connection for the whole request.
+        await session.close()
+    if state.settings.rate_limits:
+        await state.limiter.hit(principal.account_id, principal.requests_per_second)
+    return principal
+
+
+ApiKeyAuth = Annotated[Principal, Depends(get_principal)]
+
+
+@dataclass(frozen=True)
+class StreamCaller:
+    """Who follows a stream: a principal, or why their stream token was refused (sent as an error event)."""
+
+    principal: Principal | None
+    error: str | None = None
+
+
+async def get_stream_caller(
+    request: Request,
+    state: State,
+    session: ReadSession,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    token: Annotated[
+        str | None,
+        Query(max_length=4096, description="A stream token from POST /openapi/v1/stream-tokens (for EventSource)."),
+    ] = None,
+) -> StreamCaller:
+    """A bearer key as everywhere, or, on stream routes only, a short-lived `?token=`."""
+    if credentials is not None or token is None:
+        return StreamCaller(await get_principal(state, session, credentials))
+    task_id = parse_id(request.path_params.get("task_id", "")) or uuid.UUID(int=0)
+    try:
+        grant = tokens.verify(state.secret, token, task_id=task_id)
+    except tokens.StreamTokenInvalid as exc:
+        return StreamCaller(None, str(exc))
+    try:
+        principal = await billing_service.principal_for_account(
+            session, account_id=grant.account_id, key_id=grant.key_id
+        )
+    finally:
+        await session.close()  # a stream runs for minutes: it must not keep a connection checked out
+    if principal is None:
+        return StreamCaller(None, "Invalid stream token")
+    if state.settings.rate_limits:
+        await state.limiter.hit(principal.account_id, principal.requests_per_second)
+    return StreamCaller(principal)
+
+
+StreamAuth = Annotated[StreamCaller, Depends(get_stream_caller)]
+
+
+async def get_links(state: State, request: Request) -> AssetLinks:
+    base = state.settings.public_url or str(request.base_url)
+    return AssetLinks(signer=state.signer, base_url=base)
+
+
+Links = Annotated[AssetLinks, Depends(get_links)]

@@ -1,0 +1,107 @@
+"""Server-sent events for task streams, in the shape Meshy's clients parse (and browsers' EventSource)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from fastapi import Response
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
+
+from app.api.render import AssetLinks, render_task, to_json_line
+from app.tasks.events import Deleted, Subscription, TaskEventHub
+from app.tasks.models import TERMINAL, Task, TaskStatus
+
+_RANK = {TaskStatus.PENDING.value: 0, TaskStatus.IN_PROGRESS.value: 1}
+
+
+def event_id(task: Task) -> str:
+    """Identifies a state, so a reconnecting EventSource (Last-Event-ID) can be told it has seen the last one."""
+    return f"{task.status}.{task.progress}"
+
+
+# Snapshots come from the hub shared by every stream of a task: render each one once per base URL, not per stream.
+_rendered: weakref.WeakKeyDictionary[Task, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def message_event(task: Task, links: AssetLinks, preceding_tasks: int = 0) -> ServerSentEvent:
+    if preceding_tasks:  # only a stream's first read knows the queue position: not shared, not cached
+        data = to_json_line(render_task(task, preceding_tasks, links))
+        return ServerSentEvent(data=data, event="message", id=event_id(task))
+    per_base = _rendered.setdefault(task, {})
+    line = per_base.get(links.base_url)
+    if line is None:
+        line = per_base[links.base_url] = to_json_line(render_task(task, 0, links))
+    return ServerSentEvent(data=line, event="message", id=event_id(task))
+
+
+def error_event(status_code: int, message: str) -> ServerSentEvent:
+    return ServerSentEvent(data=to_json_line({"status_code": status_code, "message": message}), event="error")
+
+
+def error_stream(status_code: int, message: str) -> EventSourceResponse:
+    """A 200 stream with one `event: error` (Meshy's way to report a bad id on a stream), then close."""
+
+    async def once() -> AsyncIterator[ServerSentEvent]:
+        yield error_event(status_code, message)
+
+    return EventSourceResponse(once())
+
+
+def _order(task: Task) -> tuple[int, int]:
+    return _RANK.get(task.status, 2), task.progress
+
+
+async def open_task_stream(
+    *,
+    hub: TaskEventHub,
+    task_id: uuid.UUID,
+    load: Callable[[], Awaitable[tuple[Task, int] | None]],
+    links: AssetLinks,
+    last_event_id: str | None,
+    keepalive_s: float,
+    max_lifetime_s: float,
+) -> Response:
+    """Current state first, then one event per change, a full-object keep-alive, close after the terminal one.
+
+    Subscribes before reading the row, so no change between the read and the subscription is lost. A browser
+    that reconnects after it saw the terminal event (Last-Event-ID) gets 204, which tells EventSource to stop.
+    """
+    sub = hub.subscribe(task_id)
+    try:
+        loaded = await load()
+    except BaseException:
+        hub.unsubscribe(sub)
+        raise
+    if loaded is None:
+        hub.unsubscribe(sub)
+        return error_stream(404, "Task not found")
+    task, preceding = loaded
+    if task.status in TERMINAL and last_event_id == event_id(task):
+        hub.unsubscribe(sub)
+        return Response(status_code=204)
+    first = message_event(task, links, preceding)
+    events = _follow(sub, task, first, links, keepalive_s, max_lifetime_s)
+    # The background task also covers a client gone before the generator ever started.
+    return EventSourceResponse(events, ping=15, send_timeout=30, background=BackgroundTask(hub.unsubscribe, sub))
+
+
+async def _follow(
+    sub: Subscription, task: Task, first: ServerSentEvent, links: AssetLinks, keepalive_s: float, max_lifetime_s: float
+) -> AsyncIterator[ServerSentEvent]:
+    try:
+        yield first  # with the queue position, which only the first read computes
+        deadline = time.monotonic() + max_lifetime_s
+        while task.status not in TERMINAL and time.monotonic() < deadline:
+            change = await sub.next(timeout=keepalive_s)
+            if isinstance(change, Deleted):
+                yield error_event(404, "Task not found")
+                return
+            if change is not None and _order(change) >= _order(task):
+                task = change
+            yield message_event(task, links)
+    finally:
+        sub.close()

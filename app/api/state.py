@@ -1,0 +1,32 @@
+"""What one API process holds for its lifetime: engine, queue, event hub, signer, store, registry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.core.assets import AssetStore, UrlSigner
+from app.core.config import Settings
+from app.core.queue import Queue
+from app.core.registry import Registry
+from app.tasks.events import TaskEventHub
+from billing.quotas import RateLimiter
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    # Autocommit sessions for single-statement reads: no BEGIN/COMMIT/ROLLBACK round trips on hot GETs.
+    reader: async_sessionmaker[AsyncSession]
+    redis: Redis
+    queue: Queue
+    hub: TaskEventHub
+    signer: UrlSigner
+    store: AssetStore
+    registry: Registry
+    secret: bytes
+    limiter: RateLimiter

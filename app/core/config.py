@@ -1,0 +1,196 @@
+"""Service settings, read once from the environment (and `.env`)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    development = "development"
+    testing = "testing"
+    production = "production"
+
+
+def normalize_database_url(url: str) -> str:
+    """Give a plain `postgresql://` URL the asyncpg driver SQLAlchemy needs."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    app_env: Environment = Field(Environment.development, description="development, testing or production.")
+    home: Path = Field(
+        Path(".meshfoundry"),
+        validation_alias="MESHFOUNDRY_HOME",
+        description="Data directory: embedded Postgres and Redis, assets, the generated development secret.",
+    )
+    database_url: str | None = Field(
+        None, description="Postgres URL. Unset: `meshfoundry up` starts an embedded Postgres under the home."
+    )
+    redis_url: str | None = Field(
+        None, description="Redis URL. Unset: `meshfoundry up` starts an embedded Valkey under the home."
+    )
+    host: str = Field("127.0.0.1", description="Address the API binds to.")
+    port: int = Field(8000, description="Port the API binds to.")
+    public_url: str | None = Field(
+        None,
+        description="Base URL clients reach the API at; asset URLs use it. Unset: taken from each request.",
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        validation_alias="MESHFOUNDRY_SECRET_KEY",
+        description="Signs asset URLs and keys the API-key hashes. Required in production; in development a "
+        "random one is generated once and kept under the home.",
+    )
+    asset_dir: Path | None = Field(None, description="Where task assets are stored. Default: <home>/assets.")
+    asset_retention_s: int = Field(
+        259_200, description="How long assets stay downloadable after a task finishes (Meshy: 3 days)."
+    )
+    queue_name: str = Field("arq:queue", description="arq queue name; tests give each run its own.")
+    worker_poll_delay_s: float = Field(0.1, description="How often an idle worker polls Redis for jobs.")
+    worker_max_jobs: int = Field(1, description="Jobs one worker process runs at once (1 per GPU).")
+    job_timeout_s: int = Field(1800, description="Hard limit for one generation job.")
+    max_attempts: int = Field(3, description="How many times a task may be started before it is FAILED.")
+    heartbeat_interval_s: float = Field(5.0, description="How often a running job marks its task alive.")
+    heartbeat_stale_s: float = Field(
+        60.0, description="A running task whose heartbeat is older than this lost its worker and is retried."
+    )
+    reaper_interval_s: float = Field(15, description="Seconds between reaper passes.")
+    pending_requeue_s: float = Field(
+        30.0, description="A PENDING task older than this that no queue holds is enqueued again."
+    )
+    procedural_step_delay_s: float = Field(
+        0.0, description="Artificial delay per progress step of the procedural runner, to mimic a GPU model."
+    )
+    max_body_bytes: int = Field(
+        32 * 1024 * 1024, description="Largest request body (data: URIs included); larger ones get 413."
+    )
+    fetch_max_bytes: int = Field(20 * 1024 * 1024, description="Largest file fetched from a URL or data URI.")
+    fetch_timeout_s: float = Field(20.0, description="Time limit for fetching one URL input.")
+    fetch_allow_private: bool = Field(
+        False, description="Let URL inputs reach private and loopback addresses (never in production: SSRF)."
+    )
+    models_dir: Path | None = Field(
+        None,
+        validation_alias="MESHFOUNDRY_MODELS_DIR",
+        description="Local model weights, one directory per runner (e.g. `shap-e/` in diffusers layout). "
+        "Default: <home>/models. Nothing is downloaded at run time.",
+    )
+    vram_budget_gb: float = Field(
+        20.0, description="GPU memory the worker's resident models may use; least recently used ones are unloaded."
+    )
+    sse_keepalive_s: float = Field(10.0, description="Seconds between keep-alive events on a task stream.")
+    sse_max_lifetime_s: float = Field(3600.0, description="A task stream is closed after this long.")
+    dev_account_credits: int = Field(100_000, description="Credits given to the development account.")
+    credit_prices: dict[str, int] = Field(
+        default_factory=dict,
+        description='Price overrides as JSON, e.g. {"text-to-3d-preview": 10, "text-to-3d-preview:meshy-5": 2}; '
+        "the rest keep Meshy's list (docs/billing.md).",
+    )
+    rate_limits: bool = Field(True, description="Enforce each plan's requests-per-second limit.")
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins allowed to call the API and fetch assets from a browser, comma-separated "
+        "(e.g. `https://app.example.com,http://localhost:5173`). Empty (the default): no CORS headers, as Meshy.",
+    )
+    stream_token_max_ttl_s: int = Field(3600, description="Longest lifetime a stream token may ask for.")
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token for the /admin endpoints; unset (the default) keeps them switched off."
+    )
+
+    @field_validator("secret_key", "admin_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `ADMIN_TOKEN=` in an env file must not mean "the empty string opens /admin".
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return None if isinstance(text, str) and not text.strip() else value
+
+    @field_validator("cors_allow_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalize_db(cls, value: str | None) -> str | None:
+        return normalize_database_url(value) if value else value
+
+    @model_validator(mode="after")
+    def _enforce_secret(self) -> Settings:
+        if self.app_env == Environment.production and (
+            self.secret_key is None or len(self.secret_key.get_secret_value()) < 32
+        ):
+            raise ValueError("MESHFOUNDRY_SECRET_KEY must be set in production, at least 32 characters")
+        if self.admin_token is not None and len(self.admin_token.get_secret_value()) < 16:
+            raise ValueError("ADMIN_TOKEN must be at least 16 characters")
+        if self.app_env == Environment.production and self.fetch_allow_private:
+            raise ValueError("FETCH_ALLOW_PRIVATE must not be set in production")
+        return self
+
+    @property
+    def models_path(self) -> Path:
+        return (self.models_dir or self.home / "models").resolve()
+
+    @property
+    def assets_path(self) -> Path:
+        return (self.asset_dir or self.home / "assets").resolve()
+
+    def secret(self) -> bytes:
+        """The signing secret; in development, generated once and kept under the home."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.home / "secret_key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_private(path, secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a secret file readable by its owner only, from the first byte, and atomically."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    tmp.replace(path)
+
+
+def get_settings() -> Settings:
+    """A fresh Settings from the environment (the edges call this once and pass values down)."""
+    return Settings()
+
+
+def settings_reference() -> str:
+    """The configuration reference (docs/configuration.md), generated from the fields above."""
+    lines = [
+        "# Configuration",
+        "",
+        "Generated from `app/core/config.py` by `python -m app.core.config`; a test keeps it in step.",
+        "Every setting is an environment variable (or a line in `.env`).",
+        "",
+        "| variable | default | description |",
+        "|---|---|---|",
+    ]
+    for name, field in Settings.model_fields.items():
+        env = field.validation_alias if isinstance(field.validation_alias, str) else name.upper()
+        default = field.default
+        shown = "unset" if default is None else f"`{default.value if isinstance(default, StrEnum) else default}`"
+        lines.append(f"| `{env}` | {shown} | {field.description or ''} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_reference(), end="")

@@ -1,0 +1,1 @@
+"""The Meshy task domain: task rows, their state machine, progress events."""

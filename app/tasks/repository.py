@@ -1,0 +1,170 @@
+"""All SQL of the task domain, including the compare-and-set state transitions."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, func, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from app.tasks.models import IdempotencyKey, Task, TaskStatus
+
+NOTIFY_CHANNEL = "task_events"
+
+
+def _preceding_count() -> Any:
+    """Tasks ahead in the same pool's queue, for PENDING tasks only (ids are time-ordered UUIDv7)."""
+    ahead = aliased(Task)
+    return (
+        select(func.count())
+        .where(ahead.status == TaskStatus.PENDING.value, ahead.pool == Task.pool, ahead.id < Task.id)
+        .correlate(Task)
+        .scalar_subquery()
+    )
+
+
+class TaskRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, task: Task) -> Task:
+        self.session.add(task)
+        await self.session.flush()
+        return task
+
+    async def get(self, task_id: uuid.UUID, *, for_update: bool = False) -> Task | None:
+        stmt = select(Task).where(Task.id == task_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def get_owned(
+        self, task_id: uuid.UUID, account_id: uuid.UUID, types: Sequence[str], *, for_update: bool = False
+    ) -> Task | None:
+        stmt = select(Task).where(Task.id == task_id, Task.account_id == account_id, Task.type.in_(types))
+        if for_update:
+            stmt = stmt.with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def get_owned_any(self, task_id: uuid.UUID, account_id: uuid.UUID) -> Task | None:
+        """The account's task of any type (for checks that span resources)."""
+        result = await self.session.execute(select(Task).where(Task.id == task_id, Task.account_id == account_id))
+        return result.scalar_one_or_none()
+
+    async def preceding(self, task: Task) -> int:
+        if task.status != TaskStatus.PENDING.value:
+            return 0
+        result = await self.session.execute(
+            select(func.count()).where(
+                Task.status == TaskStatus.PENDING.value, Task.pool == task.pool, Task.id < task.id
+            )
+        )
+        return int(result.scalar_one())
+
+    async def list_owned(
+        self, account_id: uuid.UUID, types: Sequence[str], *, offset: int, limit: int, ascending: bool
+    ) -> list[tuple[Task, int]]:
+        order = (Task.created_at.asc(), Task.id.asc()) if ascending else (Task.created_at.desc(), Task.id.desc())
+        stmt: Select[tuple[Task, int]] = (
+            select(Task, _preceding_count())
+            .where(Task.account_id == account_id, Task.type.in_(types))
+            .order_by(*order)
+            .offset(offset)
+            .limit(limit)
+        )
+        rows = await self.session.execute(stmt)
+        return [(task, int(count) if task.status == TaskStatus.PENDING.value else 0) for task, count in rows]
+
+    async def delete(self, task_id: uuid.UUID) -> None:
+        await self.session.execute(delete(Task).where(Task.id == task_id))
+
+    async def transition(
+        self, task_id: uuid.UUID, *, expected: Sequence[str], attempt: int | None = None, **values: Any
+    ) -> Task | None:
+        """Compare-and-set: apply `values` only if the task is in one of `expected` (and at `attempt`)."""
+        conditions = [Task.id == task_id, Task.status.in_(expected)]
+        if attempt is not None:
+            conditions.append(Task.attempts == attempt)
+        result = await self.session.execute(update(Task).where(and_(*conditions)).values(**values).returning(Task))
+        return result.scalar_one_or_none()
+
+    async def claim(
+        self, task_id: uuid.UUID, *, now: datetime, stale_before: datetime, deadline: datetime
+    ) -> Task | None:
+        """Start (or take over from a dead worker) a task: PENDING, or IN_PROGRESS with a stale heartbeat."""
+        result = await self.session.execute(
+            update(Task)
+            .where(
+                Task.id == task_id,
+                or_(
+                    Task.status == TaskStatus.PENDING.value,
+                    and_(Task.status == TaskStatus.IN_PROGRESS.value, Task.heartbeat_at < stale_before),
+                ),
+            )
+            .values(
+                status=TaskStatus.IN_PROGRESS.value,
+                attempts=Task.attempts + 1,
+                started_at=func.coalesce(Task.started_at, now),
+                heartbeat_at=now,
+                deadline_at=deadline,
+                progress=0,
+            )
+            .returning(Task)
+        )
+        return result.scalar_one_or_none()
+
+    async def unfinished(self, status: str, *, older_than: datetime | None = None, limit: int = 500) -> list[Task]:
+        stmt = select(Task).where(Task.status == status)
+        if older_than is not None:
+            column = Task.heartbeat_at if status == TaskStatus.IN_PROGRESS.value else Task.created_at
+            stmt = stmt.where(column < older_than)
+        return list((await self.session.execute(stmt.order_by(Task.id).limit(limit))).scalars())
+
+    async def past_deadline(self, now: datetime, limit: int = 500) -> list[Task]:
+        stmt = select(Task).where(Task.status == TaskStatus.IN_PROGRESS.value, Task.deadline_at < now).limit(limit)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def count_unfinished(self, account_id: uuid.UUID) -> int:
+        result = await self.session.execute(
+            select(func.count()).where(
+                Task.account_id == account_id,
+                Task.status.in_((TaskStatus.PENDING.value, TaskStatus.IN_PROGRESS.value)),
+            )
+        )
+        return int(result.scalar_one())
+
+    async def find_idempotency(self, account_id: uuid.UUID, key: str) -> IdempotencyKey | None:
+        return await self.session.get(IdempotencyKey, (account_id, key))
+
+    async def remember_idempotency(
+        self, account_id: uuid.UUID, key: str, request_hash: str, task_id: uuid.UUID
+    ) -> None:
+        self.session.add(IdempotencyKey(account_id=account_id, key=key, request_hash=request_hash, task_id=task_id))
+        await self.session.flush()
+
+    async def forget_idempotency(self, account_id: uuid.UUID, key: str) -> None:
+        await self.session.execute(
+            delete(IdempotencyKey).where(IdempotencyKey.account_id == account_id, IdempotencyKey.key == key)
+        )
+
+    async def purge_idempotency(self, before: datetime) -> int:
+        result = await self.session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < before))
+        return int(result.rowcount or 0)
+
+    async def notify(self, task: Task) -> None:
+        """Tell every API process the row changed; delivered on commit, so listeners see committed state."""
+        payload = json.dumps({"id": str(task.id), "status": task.status, "progress": task.progress})
+        await self.session.execute(
+            text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": payload}
+        )
+
+    async def notify_deleted(self, task_id: uuid.UUID) -> None:
+        payload = json.dumps({"id": str(task_id), "deleted": True})
+        await self.session.execute(
+            text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": payload}
+        )

@@ -1,0 +1,281 @@
+"""Task rules: creation with charging, ownership, listing, deletion, and the worker's state transitions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.clock import utcnow
+from app.core.registry import Registry
+from app.tasks.errors import InvalidPreviewTask, PreviewNotReady, TaskNotFound, UnsupportedModel
+from app.tasks.models import Task, TaskStatus, TaskType
+from app.tasks.repository import TaskRepository
+from billing import service as billing_service
+from billing.errors import IdempotencyKeyReused
+from billing.service import Principal
+
+TEXT_TO_3D_TYPES = (TaskType.TEXT_TO_3D_PREVIEW.value, TaskType.TEXT_TO_3D_REFINE.value)
+ACTIVE = (TaskStatus.PENDING.value, TaskStatus.IN_PROGRESS.value)
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """A task and its queue position, as the edge renders it."""
+
+    task: Task
+    preceding_tasks: int
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """A create's `Idempotency-Key` and a hash of its body."""
+
+    key: str
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class Created:
+    task: Task
+    replayed: bool = False  # an Idempotency-Key replay: nothing new was created or charged
+
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+async def create_task(
+    session: AsyncSession,
+    *,
+    principal: Principal,
+    task_type: str,
+    params: dict[str, Any],
+    registry: Registry,
+    price: int,
+    parent_id: uuid.UUID | None = None,
+    idempotency: Idempotency | None = None,
+) -> Created:
+    """Insert a PENDING task and charge for it, in the caller's transaction.
+
+    The account row is locked first, so the concurrency limit, the idempotency check and the charge of parallel
+    creates see each other. A 402 or 429 raises before anything is written.
+    """
+    ai_model = params.get("ai_model", "latest")
+    entry = registry.resolve(task_type, ai_model)
+    if entry is None:
+        allowed = ", ".join(registry.ai_models(task_type))
+        raise UnsupportedModel(f"Unsupported ai_model {ai_model!r}; this server offers: {allowed}")
+    repo = TaskRepository(session)
+    await billing_service.lock_account(session, account_id=principal.account_id)
+    if idempotency is not None:
+        replay = await _replay(repo, principal.account_id, idempotency)
+        if replay is not None:
+            return Created(replay, replayed=True)
+    await billing_service.reserve_task_slot(
+        session, principal=principal, unfinished=await repo.count_unfinished(principal.account_id)
+    )
+    task = Task(
+        account_id=principal.account_id,
+        type=task_type,
+        status=TaskStatus.PENDING.value,
+        ai_model=ai_model,
+        runner=entry.runner,
+        pool=entry.pool,
+        params=params,
+        parent_id=parent_id,
+        seed=int(params.get("seed", 0)),
+        outputs={},
+        consumed_credits=price,
+    )
+    await repo.add(task)
+    await billing_service.charge(session, account_id=principal.account_id, task_id=task.id, amount=price)
+    if idempotency is not None:
+        await repo.remember_idempotency(principal.account_id, idempotency.key, idempotency.request_hash, task.id)
+    return Created(task)
+
+
+async def _replay(repo: TaskRepository, account_id: uuid.UUID, idempotency: Idempotency) -> Task | None:
+    seen = await repo.find_idempotency(account_id, idempotency.key)
+    if seen is None:
+        return None
+    if seen.created_at < utcnow() - IDEMPOTENCY_WINDOW:
+        await repo.forget_idempotency(account_id, idempotency.key)
+        return None
+    if seen.request_hash != idempotency.request_hash:
+        raise IdempotencyKeyReused()
+    task = await repo.get(seen.task_id)
+    if task is None:  # deleted since: the key still names it, so a retry must not create a second one
+        raise TaskNotFound("The task created with this Idempotency-Key was deleted")
+    return task
+
+
+async def resolve_preview(session: AsyncSession, *, account_id: uuid.UUID, preview_id: uuid.UUID | None) -> Task:
+    """The SUCCEEDED preview a refine builds on (404 when unknown or another account's)."""
+    repo = TaskRepository(session)
+    task = await repo.get_owned(preview_id, account_id, TEXT_TO_3D_TYPES) if preview_id else None
+    if task is None:
+        raise TaskNotFound("Preview task not found")
+    if task.type != TaskType.TEXT_TO_3D_PREVIEW.value:
+        raise InvalidPreviewTask()
+    if task.status != TaskStatus.SUCCEEDED.value:
+        raise PreviewNotReady()
+    return task
+
+
+async def get_task(
+    session: AsyncSession, *, account_id: uuid.UUID, task_id: uuid.UUID | None, types: Sequence[str]
+) -> TaskView:
+    repo = TaskRepository(session)
+    task = await repo.get_owned(task_id, account_id, types) if task_id else None
+    if task is None:
+        raise TaskNotFound()
+    return TaskView(task, await repo.preceding(task))
+
+
+async def list_tasks(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    types: Sequence[str],
+    page_num: int,
+    page_size: int,
+    ascending: bool,
+) -> list[TaskView]:
+    rows = await TaskRepository(session).list_owned(
+        account_id, types, offset=(page_num - 1) * page_size, limit=page_size, ascending=ascending
+    )
+    return [TaskView(task, preceding) for task, preceding in rows]
+
+
+async def delete_task(
+    session: AsyncSession, *, account_id: uuid.UUID, task_id: uuid.UUID | None, types: Sequence[str]
+) -> Task:
+    """Delete the row (the caller removes the files after commit); a running job finds it gone and stops.
+
+    The row is locked first, in the same order as a failing job takes its locks (task, then account), so a
+    delete racing a failure neither deadlocks nor refunds twice, and sees the status the job left.
+    """
+    repo = TaskRepository(session)
+    task = await repo.get_owned(task_id, account_id, types, for_update=True) if task_id else None
+    if task is None:
+        raise TaskNotFound()
+    if task.status in ACTIVE:
+        # Nothing was delivered: give the credits back rather than charge for a task the caller threw away.
+        await billing_service.refund(session, task_id=task.id)
+    await repo.delete(task.id)
+    await repo.notify_deleted(task.id)
+    return task
+
+
+# --- worker side -------------------------------------------------------------------------------------------
+
+
+async def claim(
+    session: AsyncSession, *, task_id: uuid.UUID, job_timeout_s: float, heartbeat_stale_s: float
+) -> Task | None:
+    """Move a task to IN_PROGRESS for this worker, or None when it is finished, gone or held by a live worker."""
+    now = utcnow()
+    repo = TaskRepository(session)
+    task = await repo.claim(
+        task_id,
+        now=now,
+        stale_before=now - timedelta(seconds=heartbeat_stale_s),
+        deadline=now + timedelta(seconds=job_timeout_s),
+    )
+    if task is not None:
+        await repo.notify(task)
+    return task
+
+
+async def report_progress(session: AsyncSession, *, task_id: uuid.UUID, attempt: int, progress: int) -> bool:
+    """Write progress and a heartbeat; False when this attempt no longer owns the task."""
+    repo = TaskRepository(session)
+    task = await repo.transition(
+        task_id,
+        expected=[TaskStatus.IN_PROGRESS.value],
+        attempt=attempt,
+        progress=max(0, min(99, progress)),
+        heartbeat_at=utcnow(),
+    )
+    if task is not None:
+        await repo.notify(task)
+    return task is not None
+
+
+async def heartbeat(session: AsyncSession, *, task_id: uuid.UUID, attempt: int) -> bool:
+    task = await TaskRepository(session).transition(
+        task_id, expected=[TaskStatus.IN_PROGRESS.value], attempt=attempt, heartbeat_at=utcnow()
+    )
+    return task is not None
+
+
+async def succeed(
+    session: AsyncSession, *, task_id: uuid.UUID, attempt: int, outputs: dict[str, Any], retention_s: int
+) -> Task | None:
+    now = utcnow()
+    repo = TaskRepository(session)
+    task = await repo.transition(
+        task_id,
+        expected=[TaskStatus.IN_PROGRESS.value],
+        attempt=attempt,
+        status=TaskStatus.SUCCEEDED.value,
+        progress=100,
+        outputs=outputs,
+        finished_at=now,
+        expires_at=now + timedelta(seconds=retention_s),
+        task_error=None,
+    )
+    if task is not None:
+        await repo.notify(task)
+    return task
+
+
+async def fail(
+    session: AsyncSession,
+    *,
+    task_id: uuid.UUID,
+    error: dict[str, Any],
+    expected: Sequence[str] = ACTIVE,
+    attempt: int | None = None,
+) -> Task | None:
+    """FAILED with a public task_error, and the credits refunded in the same transaction."""
+    repo = TaskRepository(session)
+    task = await repo.transition(
+        task_id,
+        expected=expected,
+        attempt=attempt,
+        status=TaskStatus.FAILED.value,
+        finished_at=utcnow(),
+        task_error=error,
+        consumed_credits=0,
+    )
+    if task is None:
+        return None
+    await billing_service.refund(session, task_id=task.id)
+    await repo.notify(task)
+    return task
+
+
+async def requeue(session: AsyncSession, *, task_id: uuid.UUID, attempt: int, release: bool = False) -> Task | None:
+    """Give a task back to the queue (PENDING), fenced on `attempt`.
+
+    `release`: the attempt ended cleanly (worker shutdown), so it does not count against MAX_ATTEMPTS; its number
+    is free again because that attempt writes nothing more.
+    """
+    repo = TaskRepository(session)
+    extra = {"attempts": attempt - 1} if release else {}
+    task = await repo.transition(
+        task_id,
+        expected=[TaskStatus.IN_PROGRESS.value],
+        attempt=attempt,
+        status=TaskStatus.PENDING.value,
+        progress=0,
+        **extra,
+    )
+    if task is not None:
+        await repo.notify(task)
+    return task

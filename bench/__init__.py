@@ -1,0 +1,1 @@
+"""`make bench` (`python -m bench [--quick]`): throughput, latency and fan-out figures, each against a baseline."""

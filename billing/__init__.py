@@ -1,0 +1,1 @@
+"""Accounts, API keys, the credit ledger and quotas. Imports only `app.core`."""

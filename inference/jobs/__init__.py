@@ -1,0 +1,1 @@
+"""arq jobs, one per module."""

@@ -1,0 +1,174 @@
+"""The generation job: claim the task, run its model runner and the mesh pipeline, publish, finish."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.assets import AssetStore
+from app.core.clock import utcnow
+from app.core.config import Settings
+from app.core.fetch import FetchRefused, fetch
+from app.tasks import service as task_service
+from app.tasks.models import Task
+from app.tasks.repository import TaskRepository
+from inference.jobs.progress import ProgressReporter, TaskGone
+from inference.pipeline.deliverables import Deliverables, build_deliverables
+from inference.runtime import RunnerSet
+
+log = logging.getLogger(__name__)
+SOURCE_MESH = "raw.ply"  # kept beside the deliverables: refine starts from the preview's geometry
+
+
+@dataclass
+class JobContext:
+    settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession]
+    store: AssetStore
+    runners: RunnerSet
+
+
+def _public_error(message: str, kind: str = "server_error", code: str | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"type": kind, "message": message}
+    if code:
+        error["code"] = code
+    return error
+
+
+async def generate_model(ctx: dict[str, Any], task_id: str) -> str:
+    """Run one task to SUCCEEDED or FAILED. Safe to run twice: a finished or foreign-held task is skipped."""
+    job: JobContext = ctx["job"]
+    tid = uuid.UUID(task_id)
+    async with job.sessionmaker() as session, session.begin():
+        task = await task_service.claim(
+            session, task_id=tid, job_timeout_s=job.settings.job_timeout_s,
+            heartbeat_stale_s=job.settings.heartbeat_stale_s,
+        )  # fmt: skip
+    if task is None:
+        return "skipped"
+    if task.attempts > job.settings.max_attempts:
+        await _fail(job, task, _public_error("The task could not be completed after several attempts."))
+        return "failed"
+    work_dir = Path(tempfile.mkdtemp(prefix=f"{tid}-", dir=_work_root(job.store)))
+    try:
+        async with ProgressReporter(
+            job.sessionmaker, tid, task.attempts, heartbeat_s=job.settings.heartbeat_interval_s
+        ) as reporter:
+            result = await _produce(job, task, work_dir, reporter)
+        async with job.sessionmaker() as session, session.begin():
+            done = await task_service.succeed(
+                session, task_id=tid, attempt=task.attempts, outputs=result,
+                retention_s=job.settings.asset_retention_s,
+            )  # fmt: skip
+            gone = done is None and await TaskRepository(session).get(tid) is None
+        if gone:
+            job.store.delete(tid)  # deleted while running: leave nothing behind
+        return "succeeded" if done else "superseded"
+    except InvalidInput as exc:
+        await _fail(job, task, _public_error(str(exc), "invalid_input", "invalid_input"))
+        return "failed"
+    except TaskGone:
+        log.info("task %s was deleted or taken over; stopping attempt %s", tid, task.attempts)
+        return "abandoned"
+    except asyncio.CancelledError:
+        # arq cancels on its timeout and on worker shutdown: fail the first, hand the second back to the queue.
+        # The runner's thread cannot be cancelled; its next progress call raises TaskGone (the reporter is lost).
+        await asyncio.shield(_release(job, task))
+        raise
+    except Exception:
+        log.exception("task %s failed", tid)
+        await _fail(job, task, _public_error("Failed to generate the model. Please retry."))
+        return "failed"
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _work_root(store: AssetStore) -> Path:
+    # Inside the asset root, so publishing is a rename on one filesystem.
+    root = store.root / ".work"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+async def _produce(job: JobContext, task: Task, work_dir: Path, reporter: ProgressReporter) -> dict[str, Any]:
+    if task.runner not in job.runners:
+        raise RuntimeError(f"runner {task.runner!r} is not available in this worker")
+    params = {**task.params, "seed": task.seed}
+    inputs: dict[str, Any] = {}
+    if task.parent_id is not None:
+        source = job.store.path_of(task.parent_id, SOURCE_MESH)
+        if source is None:
+            raise RuntimeError("the preview's mesh is no longer available")
+        inputs["preview_mesh"] = source
+    # Meshy: a texture_prompt wins over texture_image_url.
+    if params.get("texture_image_url") and not params.get("texture_prompt"):
+        inputs["texture_image"] = await _fetch_image(job, params["texture_image_url"], work_dir)
+    loop = asyncio.get_running_loop()
+    artifacts = await loop.run_in_executor(
+        None, job.runners.run, task.runner, inputs, params, work_dir, reporter.stage(1, 60)
+    )
+    deliverables: Deliverables = await loop.run_in_executor(
+        None, build_deliverables, artifacts.mesh, params, work_dir, reporter.stage(60, 99)
+    )
+    if artifacts.mesh.name != SOURCE_MESH:
+        await asyncio.to_thread(shutil.copyfile, artifacts.mesh, work_dir / SOURCE_MESH)
+    files = [*deliverables.model_files.values(), SOURCE_MESH, deliverables.thumbnail]
+    files += [name for group in deliverables.texture_files for name in group.values()]
+    if deliverables.alpha_thumbnail:
+        files.append(deliverables.alpha_thumbnail)
+    # Fence: only the attempt that still owns the task may put files in its directory.
+    async with job.sessionmaker() as session, session.begin():
+        if not await task_service.heartbeat(session, task_id=task.id, attempt=task.attempts):
+            raise TaskGone()
+    await asyncio.to_thread(job.store.publish, task.id, work_dir, sorted(set(files)))
+    return {
+        "model": deliverables.model_files,
+        "textures": deliverables.texture_files,
+        "thumbnail": deliverables.thumbnail,
+        "alpha_thumbnail": deliverables.alpha_thumbnail,
+        "source": SOURCE_MESH,
+        "faces": deliverables.faces,
+    }
+
+
+class InvalidInput(Exception):
+    """The task's own input is unusable; the message is shown to the caller in task_error."""
+
+
+async def _fetch_image(job: JobContext, url: str, work_dir: Path) -> Path:
+    settings = job.settings
+    try:
+        fetched = await fetch(
+            url, allowed=("image/png", "image/jpeg"), max_bytes=settings.fetch_max_bytes,
+            timeout_s=settings.fetch_timeout_s, allow_private=settings.fetch_allow_private,
+        )  # fmt: skip
+    except FetchRefused as exc:
+        raise InvalidInput(f"texture_image_url: {exc}") from exc
+    path = work_dir / ("texture_input.png" if fetched.media_type == "image/png" else "texture_input.jpg")
+    await asyncio.to_thread(path.write_bytes, fetched.content)
+    return path
+
+
+async def _release(job: JobContext, task: Task) -> None:
+    async with job.sessionmaker() as session, session.begin():
+        if task.deadline_at is not None and utcnow() >= task.deadline_at - timedelta(seconds=1):
+            await task_service.fail(
+                session, task_id=task.id, error=_public_error("The task timed out.", "timeout", "timeout"),
+                attempt=task.attempts,
+            )  # fmt: skip
+        else:  # a shutdown is not the task's fault: give the attempt back
+            await task_service.requeue(session, task_id=task.id, attempt=task.attempts, release=True)
+
+
+async def _fail(job: JobContext, task: Task, error: dict[str, Any]) -> None:
+    async with job.sessionmaker() as session, session.begin():
+        await task_service.fail(session, task_id=task.id, error=error, attempt=task.attempts)

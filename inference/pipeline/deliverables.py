@@ -1,0 +1,244 @@
+"""Raw runner mesh -> Meshy's deliverables: model files, textures and thumbnails in one output folder.
+
+`build_deliverables` is a pure function of its inputs (no DB, settings or network): load, clean, remesh to
+`target_polycount` (triangles or quads, optionally mirror-symmetric), UV-unwrap once and bake when the mesh
+carries varying vertex colours, then write every requested format from that one result. The writers and
+the thumbnail run in a small thread pool: PNG encoding, numpy, USD and the assimp subprocess release the
+GIL, so on 2 cores they overlap. The worker uploads whatever the returned `Deliverables` names.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import trimesh
+
+from inference.pipeline import export, export_fbx, export_glb, export_usdz, surfacing, texture, thumbnail
+from inference.pipeline.clean import clean_mesh, has_colour_variation, load_mesh, safe_vertex_normals, vertex_colours
+from inference.pipeline.geometry import build_shape
+from inference.pipeline.remesh import clamp_polycount
+from inference.pipeline.surface import Material, Surface
+from inference.pipeline.symmetry import mirror, positive_half
+from inference.runners.base import ProgressCallback
+
+# Formats Meshy can ask for, in canonical order; all are produced. 3MF only when asked for explicitly.
+KNOWN_FORMATS = ("glb", "obj", "fbx", "stl", "usdz", "3mf")
+SUPPORTED_FORMATS = KNOWN_FORMATS
+DEFAULT_FORMATS = ("glb", "obj", "fbx", "stl", "usdz")
+EXPORT_THREADS = 3
+
+
+@dataclass(frozen=True)
+class Deliverables:
+    """File names (relative to the output folder) of everything `build_deliverables` wrote.
+
+    `model_files` maps a format key ("glb", "obj", "mtl", "fbx", "stl", "usdz", "3mf") to a file name, and
+    lists exactly the files written. `texture_files` holds one dict per material, e.g. {"base_color":
+    "texture_0.png", "metallic": ..., "roughness": ..., "normal": ...}, and is empty for untextured (preview)
+    results. `faces` counts polygons: triangles, or for quad topology quads plus the few triangles left.
+    `timings` maps stage names to seconds (exports run in parallel, so their sum exceeds "exports").
+    """
+
+    model_files: dict[str, str]
+    texture_files: list[dict[str, str]]
+    thumbnail: str
+    alpha_thumbnail: str | None
+    faces: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def requested_formats(value: Iterable[str] | None) -> list[str]:
+    """The supported formats asked for, in canonical order.
+
+    None means Meshy's default set (glb, obj, fbx, stl, usdz). Unknown names are skipped silently. If
+    nothing known remains, GLB is produced anyway: the viewer needs one.
+    """
+    wanted = DEFAULT_FORMATS if value is None else {str(v).lower().lstrip(".") for v in value}
+    chosen = [fmt for fmt in SUPPORTED_FORMATS if fmt in wanted]
+    return chosen or ["glb"]
+
+
+class _Clock:
+    """Stage timings; thread-safe enough for the pool (each task writes its own key)."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[stage] = round(self.timings.get(stage, 0.0) + time.perf_counter() - start, 4)
+
+
+def build_deliverables(
+    raw_mesh: Path,
+    params: Mapping[str, Any],
+    out_dir: Path,
+    progress: ProgressCallback | None = None,
+) -> Deliverables:
+    """Turn `raw_mesh` into deliverables in `out_dir`.
+
+    params: mode ("preview" | "refine"), should_remesh (default True), target_polycount (100..300000,
+    default 30000; for topology "quad" it counts quads), topology ("triangle" | "quad": quad-dominant
+    OBJ/FBX/USDZ, triangulated GLB/STL/3MF; only with should_remesh), symmetry_mode ("on" mirrors the +x
+    half across x = 0; "auto"/"off" leave the shape as is), target_formats (see `requested_formats`),
+    alpha_thumbnail (also write `preview_alpha.png`), enable_pbr (also write metallic, roughness and a
+    normal map baked from the raw mesh). A mesh whose vertex colours vary (or any coloured mesh in refine
+    mode) is textured: unwrapped, baked into `texture_0.png` and exported with a PBR material; otherwise
+    the model gets a plain clay material. `progress`, if given, receives fractions from 0 to 1.
+    """
+    report = progress or (lambda _fraction: None)
+    clock = _Clock()
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report(0.0)
+
+    with clock("load"):
+        mesh = load_mesh(Path(raw_mesh))
+    with clock("clean"):
+        mesh = clean_mesh(mesh)
+    colours = vertex_colours(mesh)
+    textured = colours is not None and (has_colour_variation(mesh) or params.get("mode") == "refine")
+    pbr = textured and bool(params.get("enable_pbr"))
+    ref_v, ref_f = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+
+    symmetric = params.get("symmetry_mode") == "on"
+
+    @functools.cache
+    def reference() -> tuple[np.ndarray, np.ndarray]:
+        """The surface to snap subdivided quads onto and to bake normals from, with its normals; computed
+        only when needed. Symmetrised like the result, or the normal map would paint the raw mesh's
+        asymmetry back onto the mirrored half."""
+        v, f = ref_v, ref_f
+        if symmetric and (half := positive_half(v, f)) is not None:
+            v, f = mirror(*half)
+        return v, safe_vertex_normals(v, f)
+
+    report(0.1)
+
+    remeshed = bool(params.get("should_remesh", True))
+    quads = remeshed and params.get("topology") == "quad"
+    with clock("quad_remesh" if quads else "remesh"):
+        shape = build_shape(
+            ref_v,
+            ref_f,
+            target=clamp_polycount(params.get("target_polycount")) if remeshed else None,
+            quads=quads,
+            symmetric=symmetric,
+        )
+    report(0.35)
+    # Without remeshing (and mirroring) the UV mesh indexes the raw vertices, so colours copy exactly.
+    same = not remeshed and np.array_equal(shape.vertices, ref_v)
+
+    with ThreadPoolExecutor(EXPORT_THREADS, thread_name_prefix="deliverables") as pool:
+        surface, uvm = surfacing.unwrapped_surface(shape, clock, textured, reference)
+        report(0.55)
+        # The thumbnail shows the runner's colours per vertex rather than the baked texture, so it can
+        # render while the (numpy-heavy, GIL-releasing) bake runs instead of after it.
+        shade = None if uvm is None else texture.colours_at(uvm, ref_v, colours, same_vertices=same)
+        thumb = pool.submit(_timed, clock, "thumbnail", _thumbnail, surface, shade, out_dir, params)
+        images: dict = {}
+        if uvm is not None:
+            surface, images = surfacing.bake_textures(surface, uvm, clock, ref_v, reference, colours, pbr, same=same)
+        report(0.75)
+        with clock("encode_textures"):
+            material = _material(pool, images)
+            export.write_textures(out_dir, material)
+        report(0.8)
+        with clock("exports"):
+            formats = requested_formats(params.get("target_formats"))
+            model_files = _export(pool, clock, out_dir, formats, surface, material)
+            thumb_name, alpha_name = thumb.result()
+    report(1.0)
+    clock.timings["total"] = round(time.perf_counter() - started, 4)
+    return Deliverables(
+        model_files=model_files,
+        texture_files=[dict(material.files)] if material.files else [],
+        thumbnail=thumb_name,
+        alpha_thumbnail=alpha_name,
+        faces=surface.polygon_count,
+        timings=clock.timings,
+    )
+
+
+def _material(pool: ThreadPoolExecutor, images: dict) -> Material:
+    """Encode every map once (in parallel: PIL releases the GIL while compressing)."""
+    encoded = {key: pool.submit(export.encode_png, image) for key, image in images.items()}
+    png = {key: future.result() for key, future in encoded.items()}
+    names = {"base_color": "texture_0.png"}
+    names.update({key: f"texture_0_{key}.png" for key in ("metallic", "roughness", "normal") if key in png})
+    return Material(files=names if png else {}, png=png)
+
+
+def _timed(clock: _Clock, stage: str, fn: Callable, *args: Any) -> Any:
+    with clock(stage):
+        return fn(*args)
+
+
+def _export(
+    pool: ThreadPoolExecutor, clock: _Clock, out_dir: Path, formats: list[str], surface: Surface, material: Material
+) -> dict[str, str]:
+    files: dict[str, str] = {}
+    jobs: list[Future] = []
+    obj_job: Future | None = None
+    if "obj" in formats:
+        files["obj"], files["mtl"] = "model.obj", "model.mtl"
+        obj_job = pool.submit(_timed, clock, "obj", export.export_obj, out_dir, surface, material.files)
+        jobs.append(obj_job)
+    if "fbx" in formats:
+        files["fbx"] = "model.fbx"
+
+        def fbx() -> None:
+            # Reuse the deliverable OBJ when there is one (submitted first, so it is never queued behind us).
+            source = None
+            if obj_job is not None:
+                obj_job.result()
+                source = out_dir / files["obj"]
+            export_fbx.export_fbx(out_dir / files["fbx"], surface, material.files, out_dir, obj=source)
+
+        jobs.append(pool.submit(_timed, clock, "fbx", fbx))
+    writers = {
+        "glb": ("model.glb", lambda path: export_glb.export_glb(path, surface, material)),
+        "usdz": ("model.usdz", lambda path: export_usdz.export_usdz(path, surface, material, out_dir)),
+        "stl": ("model.stl", lambda path: export.export_stl(path, surface)),
+        "3mf": ("model.3mf", lambda path: export.export_3mf(path, surface)),
+    }
+    for fmt, (name, write) in writers.items():
+        if fmt in formats:
+            files[fmt] = name
+            jobs.append(pool.submit(_timed, clock, fmt, write, out_dir / name))
+    for job in jobs:
+        job.result()
+    return {fmt: files[fmt] for fmt in ("glb", "obj", "mtl", "fbx", "stl", "usdz", "3mf") if fmt in files}
+
+
+def _thumbnail(
+    surface: Surface, colours: np.ndarray | None, out_dir: Path, params: Mapping[str, Any]
+) -> tuple[str, str | None]:
+    rgb, alpha = thumbnail.render(
+        surface.vertices,
+        surface.triangles,
+        surface.normals,
+        colors=None if colours is None else np.asarray(colours, dtype=np.float32) / 255.0,
+        closed=_closed(surface),
+    )
+    return thumbnail.write_thumbnails(rgb, alpha, out_dir, bool(params.get("alpha_thumbnail")))
+
+
+def _closed(surface: Surface) -> bool:
+    """Watertight with outward winding, judged on positions (UV seams split vertices but not the surface)."""
+    mesh = trimesh.Trimesh(surface.vertices, surface.triangles, process=False)
+    mesh.merge_vertices(merge_tex=True, merge_norm=True)
+    return bool(mesh.is_watertight and mesh.volume > 0)

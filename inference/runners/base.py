@@ -1,0 +1,36 @@
+"""The runner contract shared by every model runner and the worker that drives them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+# Called with a fraction in [0, 1]; may be called from a worker thread.
+ProgressCallback = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class RunnerArtifacts:
+    """What a runner leaves in `out_dir`.
+
+    `mesh` is the raw mesh file (PLY or GLB) the pipeline turns into Meshy's deliverables. A textured runner
+    may add `texture` (a base-colour PNG matching the mesh UVs).
+    """
+
+    mesh: Path
+    texture: Path | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Runner(Protocol):
+    name: str
+
+    def run(
+        self,
+        inputs: Mapping[str, Any],
+        params: Mapping[str, Any],
+        out_dir: Path,
+        progress: ProgressCallback,
+    ) -> RunnerArtifacts: ...

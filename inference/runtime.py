@@ -1,0 +1,62 @@
+"""The worker's runners: which are available here, and the GPU ones kept resident by LRU within a VRAM budget."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inference.model_cache import ModelCache
+from inference.runners.base import ProgressCallback, Runner, RunnerArtifacts
+from inference.runners.procedural import ProceduralRunner
+
+
+@dataclass(frozen=True)
+class RunnerSpec:
+    """How to build one runner, and what it costs to keep resident."""
+
+    name: str
+    build: Callable[[], Runner]
+    vram_gb: float = 0.0
+
+
+def shap_e_spec(models_dir: Path, vram_gb: float) -> RunnerSpec | None:
+    """Shap-E when its weights are in `<models_dir>/shap-e` (diffusers layout); nothing is downloaded."""
+    model_dir = models_dir / "shap-e"
+    if not (model_dir / "model_index.json").exists():
+        return None
+    from inference.runners.shap_e import ShapERunner  # torch + diffusers: only where the weights are
+
+    return RunnerSpec("shap-e", lambda: ShapERunner(model_dir).load(), vram_gb)
+
+
+class RunnerSet:
+    """Runs any available runner by name; model weights load lazily and stay resident until evicted."""
+
+    def __init__(self, specs: list[RunnerSpec], vram_budget_gb: float) -> None:
+        self.specs = {spec.name: spec for spec in specs}
+        self.cache = ModelCache(vram_budget_gb)
+
+    @classmethod
+    def from_settings(
+        cls, *, models_dir: Path, vram_budget_gb: float, procedural_step_delay_s: float, vram_need: Mapping[str, float]
+    ) -> RunnerSet:
+        specs = [RunnerSpec("procedural", lambda: ProceduralRunner(step_delay_s=procedural_step_delay_s))]
+        shap_e = shap_e_spec(models_dir, vram_need.get("shap-e", 8.0))
+        if shap_e is not None:
+            specs.append(shap_e)
+        return cls(specs, vram_budget_gb)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.specs
+
+    def run(
+        self, name: str, inputs: Mapping[str, Any], params: Mapping[str, Any], out_dir: Path, progress: ProgressCallback
+    ) -> RunnerArtifacts:
+        """Blocking: call it from an executor thread."""
+        spec = self.specs.get(name)
+        if spec is None:
+            raise RuntimeError(f"runner {name!r} is not available in this worker")
+        with self.cache.lease(name, spec.build, spec.vram_gb) as runner:
+            return runner.run(inputs, params, out_dir, progress)

@@ -1,0 +1,101 @@
+"""The arq worker: one process per GPU (or CPU pool), serving one pool's queue. `python -m inference.worker`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from typing import Any
+
+from arq import func
+from arq.worker import run_worker
+
+from app.core.assets import AssetStore
+from app.core.config import Settings, get_settings
+from app.core.db import create_engine, ensure_schema_current, sessionmaker
+from app.core.queue import queue_for_pool, redis_settings
+from app.core.registry import load_registry
+from inference.jobs.generate_model import JobContext, generate_model
+from inference.jobs.reap_tasks import run_reaper
+from inference.runtime import RunnerSet
+
+log = logging.getLogger("meshfoundry.worker")
+
+
+def build_runners(settings: Settings) -> RunnerSet:
+    vram = {e.runner: e.vram_gb for table in load_registry().models.values() for e in table.values()}
+    return RunnerSet.from_settings(
+        models_dir=settings.models_path,
+        vram_budget_gb=settings.vram_budget_gb,
+        procedural_step_delay_s=settings.procedural_step_delay_s,
+        vram_need=vram,
+    )
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx["settings"]
+    assert settings.database_url
+    engine = create_engine(settings.database_url, pool_size=5)
+    await ensure_schema_current(engine)
+    ctx["engine"] = engine
+    ctx["job"] = JobContext(
+        settings=settings,
+        sessionmaker=sessionmaker(engine),
+        store=AssetStore(settings.assets_path),
+        runners=build_runners(settings),
+    )
+    ctx["reaper_stop"] = stop = asyncio.Event()
+    ctx["reaper"] = asyncio.create_task(run_reaper(ctx, stop))
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    if "reaper" in ctx:
+        ctx["reaper_stop"].set()  # let a pass finish rather than cancel it inside a database call
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(ctx["reaper"]), timeout=30)
+    engine = ctx.get("engine")
+    if engine is not None:
+        await engine.dispose()
+
+
+def worker_options(settings: Settings, pool: str) -> dict[str, Any]:
+    """arq Worker keyword arguments for one pool, from settings."""
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError("DATABASE_URL and REDIS_URL must be set (`meshfoundry up` sets both)")
+    return {
+        # Results live in Postgres (keep_result=0); attempts are counted on the task row, not by arq.
+        "functions": [
+            func(
+                generate_model,
+                name="generate_model",
+                keep_result=0,
+                max_tries=1000,
+                timeout=settings.job_timeout_s + 30,
+            )
+        ],
+        "redis_settings": redis_settings(settings.redis_url),
+        "queue_name": queue_for_pool(settings.queue_name, pool),
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "ctx": {"settings": settings},
+        "max_jobs": settings.worker_max_jobs,
+        "poll_delay": settings.worker_poll_delay_s,
+        "health_check_interval": 5,
+        "allow_abort_jobs": True,
+        "keep_result": 0,
+        "handle_signals": True,
+    }
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    settings = get_settings()
+    pool = os.environ.get("MESHFOUNDRY_POOL", "default")
+    # arq wants a settings class; ours is built from MeshFoundry's settings at start (see worker_options).
+    run_worker(type("WorkerSettings", (), {}), **worker_options(settings, pool))  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Our GLBs pass the Khronos glTF validator (npm `gltf-validator`, run with node): 0 errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from inference.pipeline.deliverables import build_deliverables
+from inference.runners.procedural import ProceduralRunner
+
+pytestmark = pytest.mark.slow
+NODE_DIR = Path(__file__).resolve().parents[2] / ".meshfoundry-test" / "node"
+VALIDATOR = "gltf-validator@2.0.0-dev.3.10"
+SCRIPT = """
+const fs = require('fs');
+const validator = require('gltf-validator');
+validator.validateBytes(new Uint8Array(fs.readFileSync(process.argv[2])))
+  .then((report) => console.log(JSON.stringify(report.issues)))
+  .catch((error) => { console.error(error); process.exit(1); });
+"""
+
+
+@pytest.fixture(scope="module")
+def validate() -> object:
+    if not (shutil.which("node") and shutil.which("npm")):
+        if os.environ.get("CI"):
+            pytest.fail("node and npm are needed for the Khronos glTF validator")
+        pytest.skip("node/npm not installed")
+    if not (NODE_DIR / "node_modules" / "gltf-validator").exists():
+        NODE_DIR.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(NODE_DIR), VALIDATOR],
+                       check=True, capture_output=True, timeout=300)  # fmt: skip
+    (NODE_DIR / "validate.js").write_text(SCRIPT)
+
+    def run(glb: Path) -> dict:
+        out = subprocess.run(["node", str(NODE_DIR / "validate.js"), str(glb)], cwd=NODE_DIR, check=True,
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+        return json.loads(out.stdout)
+
+    return run
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"mode": "preview", "should_remesh": True, "target_polycount": 5000},
+        {"mode": "refine", "texture_prompt": "red lacquer", "enable_pbr": True, "target_polycount": 5000},
+        {"mode": "refine", "texture_prompt": "oak", "topology": "quad", "target_polycount": 3000},
+    ],
+    ids=["preview", "refine-pbr", "refine-quad"],
+)
+def test_glb_has_no_validator_errors(validate, params: dict, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    runner = ProceduralRunner()
+    preview_dir = tmp_path / "preview"
+    preview_dir.mkdir()
+    base = {"prompt": "a wooden chair", "seed": 2, "target_formats": ["glb"]}
+    raw = runner.run({}, {**base, "mode": "preview"}, preview_dir, lambda f: None).mesh
+    if params["mode"] == "refine":
+        refine_dir = tmp_path / "refine"
+        refine_dir.mkdir()
+        raw = runner.run({"preview_mesh": raw}, {**base, **params}, refine_dir, lambda f: None).mesh
+    out = tmp_path / "out"
+    result = build_deliverables(raw, {**base, "should_remesh": True, **params}, out)
+    issues = validate(out / result.model_files["glb"])
+    assert issues["numErrors"] == 0, issues["messages"][:5]

@@ -1,0 +1,46 @@
+"""The asset sweep deletes expired tasks' files and stale work folders, and nothing else."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from app.core.assets import AssetStore
+from app.core.clock import utcnow
+from app.tasks.models import Task
+from billing import service as billing_service
+from inference.jobs.generate_model import JobContext
+from inference.jobs.sweep_assets import sweep_assets
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_sweep(settings, db) -> None:  # type: ignore[no-untyped-def]
+    store = AssetStore(settings.assets_path)
+    async with db() as session, session.begin():
+        account = await billing_service.create_account(session, name="s")
+        now = utcnow()
+        expired, fresh = uuid.uuid4(), uuid.uuid4()
+        for task_id, expires in ((expired, now - timedelta(seconds=1)), (fresh, now + timedelta(days=1))):
+            session.add(Task(id=task_id, account_id=account.id, type="text-to-3d-preview", status="SUCCEEDED",
+                             ai_model="latest", runner="procedural", pool="default", params={}, outputs={},
+                             expires_at=expires))  # fmt: skip
+    unknown = uuid.uuid4()  # e.g. the API's test-mode samples: not in the database, never touched
+    for task_id in (expired, fresh, unknown):
+        store.task_dir(task_id).mkdir(parents=True)
+        (store.task_dir(task_id) / "model.glb").write_bytes(b"glTF")
+    old_work = store.root / ".work" / "old"
+    new_work = store.root / ".work" / "new"
+    old_work.mkdir(parents=True)
+    new_work.mkdir()
+    past = time.time() - settings.job_timeout_s - 7200
+    os.utime(old_work, (past, past))
+    job = JobContext(settings=settings, sessionmaker=db, store=store, runners=None)  # type: ignore[arg-type]
+    assert await sweep_assets(job) == {"expired": 1, "work": 1}
+    assert not store.task_dir(expired).exists()
+    assert store.task_dir(fresh).exists() and store.task_dir(unknown).exists()
+    assert not old_work.exists() and new_work.exists()
