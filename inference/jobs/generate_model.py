@@ -37,6 +37,13 @@ class JobContext:
     runners: RunnerSet
 
 
+# One message however the exhaustion is noticed: by the reaper (stale heartbeat) or by a worker claiming the task.
+LOST_WORKER: dict[str, Any] = {
+    "type": "server_error",
+    "message": "The worker running this task stopped; retries are exhausted.",
+}
+
+
 def _public_error(message: str, kind: str = "server_error", code: str | None = None) -> dict[str, Any]:
     error: dict[str, Any] = {"type": kind, "message": message}
     if code:
@@ -56,7 +63,7 @@ async def generate_model(ctx: dict[str, Any], task_id: str) -> str:
     if task is None:
         return "skipped"
     if task.attempts > job.settings.max_attempts:
-        await _fail(job, task, _public_error("The task could not be completed after several attempts."))
+        await _fail(job, task, dict(LOST_WORKER))
         return "failed"
     work_dir = Path(tempfile.mkdtemp(prefix=f"{tid}-", dir=_work_root(job.store)))
     try:

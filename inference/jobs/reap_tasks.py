@@ -17,16 +17,12 @@ from app.core.queue import JOB_NAME, queue_for_pool
 from app.tasks import service as task_service
 from app.tasks.models import TaskStatus
 from app.tasks.repository import TaskRepository
-from inference.jobs.generate_model import JobContext
+from inference.jobs.generate_model import LOST_WORKER, JobContext
 from inference.jobs.sweep_assets import sweep_assets
 
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 600.0
-LOST_WORKER = {
-    "type": "server_error",
-    "message": "The worker running this task stopped; retries are exhausted.",
-}
 TIMED_OUT = {"type": "timeout", "code": "timeout", "message": "The task timed out."}
 
 

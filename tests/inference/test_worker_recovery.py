@@ -97,7 +97,7 @@ async def test_exhausted_retries_fail_with_a_clear_error_and_refund(api: Api, ca
     task = await finish_with_new_worker(api, caller, settings, task_id, MAX_ATTEMPTS="1")
     assert task["status"] == "FAILED"
     assert task["task_error"]["type"] == "server_error"
-    assert "worker" in task["task_error"]["message"]
+    assert task["task_error"]["message"] == "The worker running this task stopped; retries are exhausted."
     assert task["consumed_credits"] == 0
     async with db() as session:
         account = await session.get(Account, caller.account_id)
@@ -119,3 +119,29 @@ async def test_lost_queue_is_rebuilt_from_postgres(api: Api, caller: Caller, set
     assert removed >= 1
     task = await finish_with_new_worker(api, caller, settings, task_id, PROCEDURAL_STEP_DELAY_S="0")
     assert task["status"] == "SUCCEEDED"
+
+
+async def test_claiming_a_task_past_its_attempts_fails_it_with_the_reapers_message(
+    api: Api, caller: Caller, settings, db
+) -> None:
+    """The other way exhaustion is noticed: a worker, not the reaper, takes over a dead attempt. Same error, refund."""
+    from datetime import timedelta
+
+    from app.core.assets import AssetStore
+    from app.core.clock import utcnow
+    from inference.jobs.generate_model import LOST_WORKER, JobContext, generate_model
+
+    body = {"mode": "preview", "prompt": "a robot", "seed": 5}
+    task_id = (await api.client.post(URL, json=body, headers=caller.headers)).json()["result"]
+    async with db() as session, session.begin():
+        row = await session.get(Task, uuid.UUID(task_id))
+        row.status, row.attempts = "IN_PROGRESS", settings.max_attempts
+        row.heartbeat_at = utcnow() - timedelta(seconds=settings.heartbeat_stale_s + 60)
+    job = JobContext(settings=settings, sessionmaker=db, store=AssetStore(settings.assets_path), runners=None)  # type: ignore[arg-type]
+    assert await generate_model({"job": job}, task_id) == "failed"
+    task = (await api.client.get(f"{URL}/{task_id}", headers=caller.headers)).json()
+    assert task["status"] == "FAILED"
+    assert task["task_error"]["message"] == LOST_WORKER["message"]
+    assert task["consumed_credits"] == 0
+    async with db() as session:
+        assert (await session.get(Account, caller.account_id)).balance == 1000
