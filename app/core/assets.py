@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import shutil
 import uuid
@@ -51,13 +52,24 @@ class AssetStore:
         return path
 
     def publish(self, task_id: uuid.UUID, source_dir: Path, filenames: list[str]) -> None:
-        """Move finished files into the task's directory (same filesystem: an atomic rename each)."""
-        target = self.task_dir(task_id)
-        target.mkdir(parents=True, exist_ok=True)
+        """Make `filenames` (from `source_dir`, on the same filesystem) the task's whole directory.
+
+        The files are gathered in a staging folder, then renamed into place; whatever an earlier attempt left
+        there is replaced, not merged, so a task's directory always holds exactly one attempt's files.
+        """
         for name in filenames:
             if not valid_filename(name):
                 raise ValueError(f"unsafe asset name {name!r}")
-            shutil.move(str(source_dir / name), str(target / name))
+        staging = source_dir / ".publish"
+        staging.mkdir()
+        for name in filenames:
+            os.replace(source_dir / name, staging / name)
+        target = self.task_dir(task_id)
+        if target.exists():
+            leftover = source_dir / ".replaced"
+            os.replace(target, leftover)
+            shutil.rmtree(leftover, ignore_errors=True)
+        os.replace(staging, target)
 
     def delete(self, task_id: uuid.UUID) -> None:
         shutil.rmtree(self.task_dir(task_id), ignore_errors=True)

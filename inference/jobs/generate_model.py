@@ -20,7 +20,6 @@ from app.core.config import Settings
 from app.core.fetch import FetchRefused, fetch
 from app.tasks import service as task_service
 from app.tasks.models import Task
-from app.tasks.repository import TaskRepository
 from inference.jobs.progress import ProgressReporter, TaskGone
 from inference.pipeline.deliverables import Deliverables, build_deliverables
 from inference.runtime import RunnerSet
@@ -70,16 +69,8 @@ async def generate_model(ctx: dict[str, Any], task_id: str) -> str:
         async with ProgressReporter(
             job.sessionmaker, tid, task.attempts, heartbeat_s=job.settings.heartbeat_interval_s
         ) as reporter:
-            result = await _produce(job, task, work_dir, reporter)
-        async with job.sessionmaker() as session, session.begin():
-            done = await task_service.succeed(
-                session, task_id=tid, attempt=task.attempts, outputs=result,
-                retention_s=job.settings.asset_retention_s,
-            )  # fmt: skip
-            gone = done is None and await TaskRepository(session).get(tid) is None
-        if gone:
-            job.store.delete(tid)  # deleted while running: leave nothing behind
-        return "succeeded" if done else "superseded"
+            result, files = await _produce(job, task, work_dir, reporter)
+        return "succeeded" if await _finish(job, task, result, work_dir, files) else "superseded"
     except InvalidInput as exc:
         await _fail(job, task, _public_error(str(exc), "invalid_input", "invalid_input"))
         return "failed"
@@ -106,7 +97,9 @@ def _work_root(store: AssetStore) -> Path:
     return root
 
 
-async def _produce(job: JobContext, task: Task, work_dir: Path, reporter: ProgressReporter) -> dict[str, Any]:
+async def _produce(
+    job: JobContext, task: Task, work_dir: Path, reporter: ProgressReporter
+) -> tuple[dict[str, Any], list[str]]:
     if task.runner not in job.runners:
         raise RuntimeError(f"runner {task.runner!r} is not available in this worker")
     params = {**task.params, "seed": task.seed}
@@ -132,12 +125,7 @@ async def _produce(job: JobContext, task: Task, work_dir: Path, reporter: Progre
     files += [name for group in deliverables.texture_files for name in group.values()]
     if deliverables.alpha_thumbnail:
         files.append(deliverables.alpha_thumbnail)
-    # Fence: only the attempt that still owns the task may put files in its directory.
-    async with job.sessionmaker() as session, session.begin():
-        if not await task_service.heartbeat(session, task_id=task.id, attempt=task.attempts):
-            raise TaskGone()
-    await asyncio.to_thread(job.store.publish, task.id, work_dir, sorted(set(files)))
-    return {
+    outputs = {
         "model": deliverables.model_files,
         "textures": deliverables.texture_files,
         "thumbnail": deliverables.thumbnail,
@@ -145,6 +133,25 @@ async def _produce(job: JobContext, task: Task, work_dir: Path, reporter: Progre
         "source": SOURCE_MESH,
         "faces": deliverables.faces,
     }
+    return outputs, sorted(set(files))
+
+
+async def _finish(job: JobContext, task: Task, outputs: dict[str, Any], work_dir: Path, files: list[str]) -> bool:
+    """Mark the task SUCCEEDED and publish its files as one step; False when this attempt no longer owns it.
+
+    The files move while the compare-and-set UPDATE holds the task's row lock: an attempt that lost the task (a
+    zombie whose heartbeat went stale, or one whose task was deleted) fails the compare and never touches the
+    task's directory, and a DELETE, which locks the row first, waits for the move and then removes everything.
+    A failed commit after the move leaves files that the next attempt's publish replaces whole.
+    """
+    async with job.sessionmaker() as session, session.begin():
+        done = await task_service.succeed(
+            session, task_id=task.id, attempt=task.attempts, outputs=outputs,
+            retention_s=job.settings.asset_retention_s,
+        )  # fmt: skip
+        if done is not None:
+            await asyncio.to_thread(job.store.publish, task.id, work_dir, files)
+    return done is not None
 
 
 class InvalidInput(Exception):
