@@ -30,6 +30,7 @@ class Principal:
     key_id: uuid.UUID
     requests_per_second: int = 20
     max_concurrent_tasks: int = 10
+    priority: int = 0
     test_mode: bool = False
 
 
@@ -94,6 +95,7 @@ async def authenticate(session: AsyncSession, *, token: str, secret: bytes) -> P
         key_id=key.id,
         requests_per_second=plan.requests_per_second,
         max_concurrent_tasks=plan.max_concurrent_tasks,
+        priority=plan.priority,
     )
 
 
@@ -114,6 +116,7 @@ async def principal_for_account(session: AsyncSession, *, account_id: uuid.UUID,
         key_id=key.id,
         requests_per_second=plan.requests_per_second,
         max_concurrent_tasks=plan.max_concurrent_tasks,
+        priority=plan.priority,
     )
 
 

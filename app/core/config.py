@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     pending_requeue_s: float = Field(
         30.0, description="A PENDING task older than this that no queue holds is enqueued again."
     )
+    priority_head_start_s: float = Field(
+        60.0,
+        description="Each point of a plan's priority moves its new tasks this many seconds ahead in their pool's "
+        "queue (at most an hour): a higher tier overtakes recent work of lower ones, and nothing waits forever.",
+    )
     procedural_step_delay_s: float = Field(
         0.0, description="Artificial delay per progress step of the procedural runner, to mimic a GPU model."
     )

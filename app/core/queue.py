@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.jobs import Job
+
+from app.core.clock import utcnow
 
 JOB_NAME = "generate_model"  # a wire contract between API and worker: rename both together
+# arq keeps a job's key for a day past its score; a score further back than this is clamped (a task that waited
+# that long is at the head of its queue anyway).
+OLDEST_SCORE = timedelta(hours=1)
 
 
 def queue_for_pool(base: str, pool: str) -> str:
@@ -18,8 +25,22 @@ def redis_settings(url: str) -> RedisSettings:
     return RedisSettings.from_dsn(url)
 
 
+async def enqueue_task(
+    redis: ArqRedis, base: str, task_id: uuid.UUID, pool: str, queued_at: datetime | None = None
+) -> Job | None:
+    """Enqueue a task's job (job id = task id: None when it is queued already) at its queue position.
+
+    arq's workers take the lowest score first among jobs whose score has passed, so a score in the past (a plan's
+    priority, or a task that has waited) runs before jobs enqueued after it.
+    """
+    position = max(queued_at, utcnow() - OLDEST_SCORE) if queued_at is not None else None
+    return await redis.enqueue_job(
+        JOB_NAME, str(task_id), _job_id=str(task_id), _queue_name=queue_for_pool(base, pool), _defer_until=position
+    )
+
+
 class Queue(Protocol):
-    async def enqueue(self, task_id: uuid.UUID, pool: str) -> None: ...
+    async def enqueue(self, task_id: uuid.UUID, pool: str, queued_at: datetime | None = None) -> None: ...
 
 
 class ArqQueue:
@@ -33,10 +54,8 @@ class ArqQueue:
     async def connect(cls, url: str, base_name: str) -> ArqQueue:
         return cls(await create_pool(redis_settings(url)), base_name)
 
-    async def enqueue(self, task_id: uuid.UUID, pool: str) -> None:
-        await self.redis.enqueue_job(
-            JOB_NAME, str(task_id), _job_id=str(task_id), _queue_name=queue_for_pool(self.base_name, pool)
-        )
+    async def enqueue(self, task_id: uuid.UUID, pool: str, queued_at: datetime | None = None) -> None:
+        await enqueue_task(self.redis, self.base_name, task_id, pool, queued_at)
 
     async def close(self) -> None:
         await self.redis.aclose()

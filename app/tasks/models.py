@@ -36,7 +36,7 @@ class Task(Base):
     __table_args__ = (
         Index("ix_tasks_account_id_created_at", "account_id", "created_at", "id"),
         # Queue position (`preceding_tasks`) and the reaper read only unfinished rows.
-        Index("ix_tasks_pending_pool", "pool", "id", postgresql_where=text("status = 'PENDING'")),
+        Index("ix_tasks_pending_pool", "pool", "queued_at", "id", postgresql_where=text("status = 'PENDING'")),
         Index("ix_tasks_unfinished", "status", postgresql_where=text("status IN ('PENDING', 'IN_PROGRESS')")),
     )
 
@@ -58,6 +58,8 @@ class Task(Base):
     outputs: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     task_error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # The task's place in its pool's queue (and its arq score): created_at, moved earlier by the plan's priority.
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

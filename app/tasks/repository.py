@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, or_, select, text, update
+from sqlalchemy import Select, and_, delete, func, literal, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -18,11 +18,16 @@ NOTIFY_CHANNEL = "task_events"
 
 
 def _preceding_count() -> Any:
-    """Tasks ahead in the same pool's queue, for PENDING tasks only (ids are time-ordered UUIDv7)."""
+    """Tasks ahead in the same pool's queue (ordered by queue position, then id), for PENDING tasks only."""
     ahead = aliased(Task)
     return (
         select(func.count())
-        .where(ahead.status == TaskStatus.PENDING.value, ahead.pool == Task.pool, ahead.id < Task.id)
+        .where(
+            Task.status == TaskStatus.PENDING.value,
+            ahead.status == TaskStatus.PENDING.value,
+            ahead.pool == Task.pool,
+            tuple_(ahead.queued_at, ahead.id) < tuple_(Task.queued_at, Task.id),
+        )
         .correlate(Task)
         .scalar_subquery()
     )
@@ -61,7 +66,9 @@ class TaskRepository:
             return 0
         result = await self.session.execute(
             select(func.count()).where(
-                Task.status == TaskStatus.PENDING.value, Task.pool == task.pool, Task.id < task.id
+                Task.status == TaskStatus.PENDING.value,
+                Task.pool == task.pool,
+                tuple_(Task.queued_at, Task.id) < tuple_(literal(task.queued_at), literal(task.id)),
             )
         )
         return int(result.scalar_one())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,6 +46,8 @@ class Created:
 
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# A plan's priority moves tasks ahead by at most this much (arq keeps a job for a day past its score).
+MAX_HEAD_START_S = 3600.0
 
 
 async def create_task(
@@ -58,11 +60,13 @@ async def create_task(
     price: int,
     parent_id: uuid.UUID | None = None,
     idempotency: Idempotency | None = None,
+    priority_head_start_s: float = 0.0,
 ) -> Created:
     """Insert a PENDING task and charge for it, in the caller's transaction.
 
     The account row is locked first, so the concurrency limit, the idempotency check and the charge of parallel
-    creates see each other. A 402 or 429 raises before anything is written.
+    creates see each other. A 402 or 429 raises before anything is written. The task's queue position is now,
+    moved `priority_head_start_s` earlier per point of the plan's priority.
     """
     ai_model = params.get("ai_model", "latest")
     entry = registry.resolve(task_type, ai_model)
@@ -90,12 +94,19 @@ async def create_task(
         seed=int(params.get("seed", 0)),
         outputs={},
         consumed_credits=price,
+        queued_at=queue_position(utcnow(), principal.priority, priority_head_start_s),
     )
     await repo.add(task)
     await billing_service.charge(session, account_id=principal.account_id, task_id=task.id, amount=price)
     if idempotency is not None:
         await repo.remember_idempotency(principal.account_id, idempotency.key, idempotency.request_hash, task.id)
     return Created(task)
+
+
+def queue_position(now: datetime, priority: int, head_start_s: float) -> datetime:
+    """Where a new task enters its pool's queue: `priority` × `head_start_s` ahead of now, within an hour."""
+    ahead = max(-MAX_HEAD_START_S, min(MAX_HEAD_START_S, priority * head_start_s))
+    return now - timedelta(seconds=ahead)
 
 
 async def _replay(repo: TaskRepository, account_id: uuid.UUID, idempotency: Idempotency) -> Task | None:

@@ -13,9 +13,9 @@ from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
 from app.core.clock import utcnow
-from app.core.queue import JOB_NAME, queue_for_pool
+from app.core.queue import enqueue_task
 from app.tasks import service as task_service
-from app.tasks.models import TaskStatus
+from app.tasks.models import Task, TaskStatus
 from app.tasks.repository import TaskRepository
 from inference.jobs.generate_model import LOST_WORKER, JobContext
 from inference.jobs.sweep_assets import sweep_assets
@@ -56,7 +56,7 @@ async def reap_tasks(ctx: dict[str, Any]) -> dict[str, int]:
             TaskStatus.PENDING.value, older_than=now - timedelta(seconds=settings.pending_requeue_s)
         )
     for task in pending + [t for t in stale if t.attempts < settings.max_attempts]:
-        counts["enqueued"] += await _ensure_queued(redis, settings.queue_name, task.id, task.pool)
+        counts["enqueued"] += await _ensure_queued(redis, settings.queue_name, task)
     async with job.sessionmaker() as session, session.begin():
         await TaskRepository(session).purge_idempotency(now - task_service.IDEMPOTENCY_WINDOW)
     if any(counts.values()):
@@ -64,15 +64,15 @@ async def reap_tasks(ctx: dict[str, Any]) -> dict[str, int]:
     return counts
 
 
-async def _ensure_queued(redis: ArqRedis, base: str, task_id: Any, pool: str) -> int:
+async def _ensure_queued(redis: ArqRedis, base: str, task: Task) -> int:
     """Make sure a PENDING task's job is runnable: clear a dead worker's lock, enqueue if Redis lost it."""
-    job_id = str(task_id)
+    job_id = str(task.id)
     # The task is PENDING, so no live attempt holds it; a claim is a compare-and-set, so a race is harmless.
     await redis.delete(in_progress_key_prefix + job_id)
     if await redis.exists(job_key_prefix + job_id):
         return 0
-    job = await redis.enqueue_job(JOB_NAME, job_id, _job_id=job_id, _queue_name=queue_for_pool(base, pool))
-    return int(job is not None)
+    # At its original queue position: a task that lost its place (Redis flushed, worker died) goes back ahead.
+    return int(await enqueue_task(redis, base, task.id, task.pool, task.queued_at) is not None)
 
 
 async def run_reaper(ctx: dict[str, Any], stop: asyncio.Event) -> None:

@@ -85,10 +85,11 @@ async def create_text_to_3d(
         created = await task_service.create_task(
             session, principal=principal, task_type=task_type, params=params, registry=state.registry,
             price=price, parent_id=parent, idempotency=idempotency,
+            priority_head_start_s=state.settings.priority_head_start_s,
         )  # fmt: skip
     if not created.replayed:
         try:
-            await state.queue.enqueue(created.task.id, created.task.pool)  # after the commit
+            await state.queue.enqueue(created.task.id, created.task.pool, created.task.queued_at)  # after the commit
         except Exception:  # the task exists and is paid for: the reaper enqueues it once Redis is back
             log.exception("enqueue of task %s failed; the reaper will retry", created.task.id)
     return TaskCreated(result=str(created.task.id))

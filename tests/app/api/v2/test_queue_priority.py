@@ -1,0 +1,104 @@
+"""A plan's priority moves its tasks ahead in their pool's queue: in `preceding_tasks` and in the order workers run."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+import pytest
+from arq.connections import ArqRedis, create_pool
+
+from app.core.clock import utcnow
+from app.core.queue import OLDEST_SCORE, enqueue_task, queue_for_pool, redis_settings
+from app.tasks.service import MAX_HEAD_START_S, queue_position
+from billing import service as billing_service
+from tests.conftest import Api, Caller, make_caller
+
+URL = "/openapi/v2/text-to-3d"
+PREVIEW = {"mode": "preview", "prompt": "a lamp", "seed": 3}
+
+
+async def on_plan(db, caller: Caller, plan: str) -> Caller:  # type: ignore[no-untyped-def]
+    async with db() as session, session.begin():
+        await billing_service.set_plan(session, account_id=caller.account_id, plan=plan)
+    return caller
+
+
+async def create(api: Api, caller: Caller) -> str:
+    response = await api.client.post(URL, json=PREVIEW, headers=caller.headers)
+    assert response.status_code == 202, response.text
+    return str(response.json()["result"])
+
+
+async def get(api: Api, caller: Caller, task_id: str) -> dict:
+    return (await api.client.get(f"{URL}/{task_id}", headers=caller.headers)).json()  # type: ignore[no-any-return]
+
+
+@pytest.mark.asyncio
+async def test_a_higher_plan_goes_ahead_of_recent_tasks(api: Api, caller: Caller, settings, db) -> None:  # type: ignore[no-untyped-def]
+    studio = await on_plan(db, await make_caller(settings, db, name="studio"), "studio")  # priority 1
+    pro = [await create(api, caller), await create(api, caller)]  # no worker: everything stays PENDING
+    first_studio = await create(api, studio)
+    assert (await get(api, studio, first_studio))["preceding_tasks"] == 0
+    assert [(await get(api, caller, t))["preceding_tasks"] for t in pro] == [1, 2]
+    listed = (await api.client.get(URL, params={"sort_by": "+created_at"}, headers=caller.headers)).json()
+    assert [t["preceding_tasks"] for t in listed] == [1, 2]
+    second_studio = await create(api, studio)  # same priority: first come, first served
+    assert (await get(api, studio, second_studio))["preceding_tasks"] == 1
+
+
+@pytest.mark.asyncio
+async def test_workers_run_the_higher_plan_first(api: Api, caller: Caller, settings, db) -> None:  # type: ignore[no-untyped-def]
+    from arq.worker import Worker
+
+    from inference.worker import worker_options
+
+    enterprise = await on_plan(db, await make_caller(settings, db, name="ent"), "enterprise")
+    pro = [await create(api, caller) for _ in range(2)]
+    ahead = await create(api, enterprise)
+    options = worker_options(settings, "default")
+    options.update(handle_signals=False, max_jobs=1)
+    worker = Worker(**options)
+    running = asyncio.create_task(worker.async_run())
+    try:
+        deadline = time.monotonic() + 120
+        tasks: list[dict] = []
+        while time.monotonic() < deadline:
+            tasks = [await get(api, enterprise, ahead)] + [await get(api, caller, t) for t in pro]
+            if all(t["status"] == "SUCCEEDED" for t in tasks):
+                break
+            await asyncio.sleep(0.2)
+        assert [t["status"] for t in tasks] == ["SUCCEEDED"] * 3, tasks
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await worker.close()
+    started = [t["started_at"] for t in tasks]
+    assert started == sorted(started), "the enterprise task, created last, started first; then the pro tasks in order"
+
+
+def test_queue_position_is_bounded() -> None:
+    now = utcnow()
+    assert queue_position(now, 0, 60) == now
+    assert queue_position(now, 2, 60) == now - timedelta(seconds=120)
+    assert queue_position(now, 10**6, 60) == now - timedelta(seconds=MAX_HEAD_START_S)
+    assert queue_position(now, -(10**6), 60) == now + timedelta(seconds=MAX_HEAD_START_S)
+
+
+@pytest.mark.asyncio
+async def test_a_long_waiting_task_is_enqueued_with_a_clamped_score(settings) -> None:  # type: ignore[no-untyped-def]
+    import uuid
+
+    redis: ArqRedis = await create_pool(redis_settings(settings.redis_url))
+    try:
+        task_id = uuid.uuid4()
+        job = await enqueue_task(redis, settings.queue_name, task_id, "default", utcnow() - timedelta(days=3))
+        assert job is not None
+        score = await redis.zscore(queue_for_pool(settings.queue_name, "default"), str(task_id))
+        oldest = (utcnow() - OLDEST_SCORE).timestamp() * 1000
+        assert oldest - 60_000 < score <= oldest + 1000
+        assert await redis.pttl(f"arq:job:{task_id}") > 0  # arq kept the job: its expiry did not go negative
+        assert await enqueue_task(redis, settings.queue_name, task_id, "default") is None  # job id = task id
+    finally:
+        await redis.aclose()
