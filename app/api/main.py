@@ -26,8 +26,7 @@ from app.core.config import Settings, get_settings
 from app.core.db import create_engine, ensure_schema_current, reader, sessionmaker
 from app.core.queue import ArqQueue
 from app.core.registry import load_registry
-from app.tasks.events import TaskEventHub
-from app.tasks.models import Task
+from app.tasks.events import Snapshot, TaskEventHub
 from app.tasks.repository import TaskRepository
 from billing.quotas import RateLimiter
 
@@ -57,11 +56,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     maker = sessionmaker(engine)
     read = reader(engine)
 
-    async def load(task_id: uuid.UUID) -> Task | None:
+    async def load(task_id: uuid.UUID) -> Snapshot | None:
         async with read() as session:
-            return await TaskRepository(session).get(task_id)
+            repo = TaskRepository(session)
+            task = await repo.get(task_id)
+            return Snapshot(task, await repo.preceding(task)) if task is not None else None
 
-    hub = TaskEventHub(asyncpg_dsn(settings.database_url), load)
+    async def rank(pool: str, task_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+        async with read() as session:
+            return await TaskRepository(session).queue_positions(pool, task_ids)
+
+    hub = TaskEventHub(asyncpg_dsn(settings.database_url), load, rank)
     await hub.start()
     queue = await ArqQueue.connect(settings.redis_url, settings.queue_name)
     secret = settings.secret()

@@ -12,7 +12,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
 from app.api.render import AssetLinks, render_task, to_json_line
-from app.tasks.events import Deleted, Subscription, TaskEventHub
+from app.tasks.events import Deleted, Snapshot, Subscription, TaskEventHub
 from app.tasks.models import TERMINAL, Task, TaskStatus
 
 _RANK = {TaskStatus.PENDING.value: 0, TaskStatus.IN_PROGRESS.value: 1}
@@ -24,17 +24,18 @@ def event_id(task: Task) -> str:
 
 
 # Snapshots come from the hub shared by every stream of a task: render each one once per base URL, not per stream.
-_rendered: weakref.WeakKeyDictionary[Task, dict[str, str]] = weakref.WeakKeyDictionary()
 
 
-def message_event(task: Task, links: AssetLinks, preceding_tasks: int = 0) -> ServerSentEvent:
-    if preceding_tasks:  # only a stream's first read knows the queue position: not shared, not cached
-        data = to_json_line(render_task(task, preceding_tasks, links))
-        return ServerSentEvent(data=data, event="message", id=event_id(task))
+_rendered: weakref.WeakKeyDictionary[Task, dict[tuple[str, int], str]] = weakref.WeakKeyDictionary()
+
+
+def message_event(snapshot: Snapshot, links: AssetLinks) -> ServerSentEvent:
+    task = snapshot.task
     per_base = _rendered.setdefault(task, {})
-    line = per_base.get(links.base_url)
+    key = (links.base_url, snapshot.preceding)
+    line = per_base.get(key)
     if line is None:
-        line = per_base[links.base_url] = to_json_line(render_task(task, 0, links))
+        line = per_base[key] = to_json_line(render_task(task, snapshot.preceding, links))
     return ServerSentEvent(data=line, event="message", id=event_id(task))
 
 
@@ -79,29 +80,29 @@ async def open_task_stream(
     if loaded is None:
         hub.unsubscribe(sub)
         return error_stream(404, "Task not found")
-    task, preceding = loaded
-    if task.status in TERMINAL and last_event_id == event_id(task):
+    first = Snapshot(*loaded)
+    if first.task.status in TERMINAL and last_event_id == event_id(first.task):
         hub.unsubscribe(sub)
         return Response(status_code=204)
-    first = message_event(task, links, preceding)
-    events = _follow(sub, task, first, links, keepalive_s, max_lifetime_s)
+    hub.seed(task_id, first)
+    events = _follow(sub, first, links, keepalive_s, max_lifetime_s)
     # The background task also covers a client gone before the generator ever started.
     return EventSourceResponse(events, ping=15, send_timeout=30, background=BackgroundTask(hub.unsubscribe, sub))
 
 
 async def _follow(
-    sub: Subscription, task: Task, first: ServerSentEvent, links: AssetLinks, keepalive_s: float, max_lifetime_s: float
+    sub: Subscription, current: Snapshot, links: AssetLinks, keepalive_s: float, max_lifetime_s: float
 ) -> AsyncIterator[ServerSentEvent]:
     try:
-        yield first  # with the queue position, which only the first read computes
+        yield message_event(current, links)
         deadline = time.monotonic() + max_lifetime_s
-        while task.status not in TERMINAL and time.monotonic() < deadline:
+        while current.task.status not in TERMINAL and time.monotonic() < deadline:
             change = await sub.next(timeout=keepalive_s)
             if isinstance(change, Deleted):
                 yield error_event(404, "Task not found")
                 return
-            if change is not None and _order(change) >= _order(task):
-                task = change
-            yield message_event(task, links)
+            if change is not None and _order(change.task) >= _order(current.task):
+                current = change
+            yield message_event(current, links)  # a change, or the keep-alive: the full object again
     finally:
         sub.close()

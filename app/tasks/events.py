@@ -2,6 +2,10 @@
 
 The row is the truth; a notification only says "look again". Subscribers keep just the newest snapshot, so a
 slow client skips intermediate progress but never misses the terminal state.
+
+A PENDING task's queue position changes without its row changing (tasks ahead start, are deleted, or a
+higher plan's task enters ahead). Notifications name the task's pool; a change to a pool's queue marks it, and
+once a second one query re-ranks the watched PENDING tasks of each marked pool.
 """
 
 from __future__ import annotations
@@ -16,15 +20,28 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from app.tasks.models import Task
+from app.tasks.models import Task, TaskStatus
 from app.tasks.repository import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
 
 REFRESH_S = 30  # a watched task is re-read at least this often, whatever the LISTEN connection does
 
+QUEUE_REFRESH_S = 1.0  # how often queue positions of watched PENDING tasks are re-ranked, when their pool changed
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """A task as read, with its queue position (`preceding_tasks`, 0 unless PENDING)."""
+
+    task: Task
+    preceding: int = 0
+
+
 # Loads a task snapshot by id (None when deleted); the hub never holds a session itself.
-Loader = Callable[[uuid.UUID], Awaitable[Task | None]]
+Loader = Callable[[uuid.UUID], Awaitable[Snapshot | None]]
+# Ranks tasks in one pool's queue: {task id: tasks ahead} for those of `ids` still PENDING there.
+Ranker = Callable[[str, list[uuid.UUID]], Awaitable[dict[uuid.UUID, int]]]
 
 
 class Deleted:
@@ -38,13 +55,13 @@ DELETED = Deleted()
 class Subscription:
     task_id: uuid.UUID
     hub: TaskEventHub
-    latest: Task | Deleted | None = None
+    latest: Snapshot | Deleted | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def close(self) -> None:
         self.hub.unsubscribe(self)
 
-    async def next(self, timeout: float) -> Task | Deleted | None:
+    async def next(self, timeout: float) -> Snapshot | Deleted | None:
         """The newest snapshot since the last call, or None after `timeout` seconds without a change."""
         try:
             await asyncio.wait_for(self.changed.wait(), timeout)
@@ -56,10 +73,15 @@ class Subscription:
 
 
 class TaskEventHub:
-    def __init__(self, dsn: str, loader: Loader) -> None:
+    def __init__(self, dsn: str, loader: Loader, ranker: Ranker | None = None) -> None:
         self.dsn = dsn
         self.loader = loader
+        self.ranker = ranker
         self._subs: dict[uuid.UUID, set[Subscription]] = {}
+        self._last: dict[uuid.UUID, Snapshot] = {}  # the newest snapshot of each watched task
+        self._waiting: dict[str, set[uuid.UUID]] = {}  # watched PENDING tasks by pool
+        self._changed_pools: set[str] = set()
+        self._ranking: asyncio.Task[None] | None = None
         self._pending: set[uuid.UUID] = set()
         self._fetching: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._conn: asyncpg.Connection | None = None
@@ -69,13 +91,16 @@ class TaskEventHub:
     async def start(self) -> None:
         await self._connect()
         self._watchdog = asyncio.create_task(self._watch())
+        if self.ranker is not None:
+            self._ranking = asyncio.create_task(self._rank_loop())
 
     async def stop(self) -> None:
         self._closing = True
-        if self._watchdog:
-            self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
+        for loop in (self._watchdog, self._ranking):
+            if loop is not None:
+                loop.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop
         for fetch in list(self._fetching.values()):
             fetch.cancel()
         if self._conn is not None:
@@ -87,12 +112,18 @@ class TaskEventHub:
         self._subs.setdefault(task_id, set()).add(sub)
         return sub
 
+    def seed(self, task_id: uuid.UUID, snapshot: Snapshot) -> None:
+        """A stream's own first read, so the hub knows a new watcher's queue before any change reaches it."""
+        if task_id in self._subs and task_id not in self._last:
+            self._remember(task_id, snapshot)
+
     def unsubscribe(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.task_id)
         if subs is not None:
             subs.discard(sub)
             if not subs:
                 del self._subs[sub.task_id]
+                self._remember(sub.task_id, None)
 
     async def _connect(self) -> None:
         self._conn = await asyncpg.connect(self.dsn)
@@ -124,11 +155,63 @@ class TaskEventHub:
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         try:
-            task_id = uuid.UUID(json.loads(payload)["id"])
+            event = json.loads(payload)
+            task_id = uuid.UUID(event["id"])
         except (ValueError, KeyError, TypeError):
             return
         if task_id in self._subs:
             self._schedule(task_id)
+        pool = event.get("pool")
+        # Progress of a running task does not move anyone's queue position; everything else may.
+        moves_queue = event.get("status") != TaskStatus.IN_PROGRESS.value or event.get("progress") == 0
+        if isinstance(pool, str) and moves_queue and self._waiting.get(pool):
+            self._changed_pools.add(pool)
+
+    def _remember(self, task_id: uuid.UUID, snapshot: Snapshot | None) -> None:
+        """Keep the newest snapshot of a watched task, and which pool's queue it waits in."""
+        previous = self._last.pop(task_id, None)
+        if previous is not None and previous.task.status == TaskStatus.PENDING.value:
+            waiting = self._waiting.get(previous.task.pool)
+            if waiting is not None:
+                waiting.discard(task_id)
+                if not waiting:
+                    del self._waiting[previous.task.pool]
+        if snapshot is None or task_id not in self._subs:
+            return
+        self._last[task_id] = snapshot
+        if snapshot.task.status == TaskStatus.PENDING.value:
+            self._waiting.setdefault(snapshot.task.pool, set()).add(task_id)
+
+    def _publish(self, task_id: uuid.UUID, snapshot: Snapshot | Deleted) -> None:
+        self._remember(task_id, snapshot if isinstance(snapshot, Snapshot) else None)
+        for sub in list(self._subs.get(task_id, ())):
+            sub.latest = snapshot
+            sub.changed.set()
+
+    async def _rank_loop(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(QUEUE_REFRESH_S)
+            pools, self._changed_pools = self._changed_pools, set()
+            for pool in pools:
+                try:
+                    await self._rank(pool)
+                except Exception:  # the next change retries; positions are also re-read every REFRESH_S
+                    log.exception("ranking the queue of pool %r failed", pool)
+
+    async def _rank(self, pool: str) -> None:
+        assert self.ranker is not None
+        ids = list(self._waiting.get(pool, ()))
+        if not ids:
+            return
+        ranks = await self.ranker(pool, ids)
+        for task_id in ids:
+            last = self._last.get(task_id)
+            if last is None or last.task.status != TaskStatus.PENDING.value:
+                continue  # no longer watched, or a newer read already moved it on
+            if task_id not in ranks:
+                self._schedule(task_id)  # it left the queue: read the row (its own notification may be late)
+            elif ranks[task_id] != last.preceding:
+                self._publish(task_id, Snapshot(last.task, ranks[task_id]))
 
     def _schedule(self, task_id: uuid.UUID) -> None:
         # Coalesce: while a read is in flight, later notifications just ask for one more read.
@@ -141,7 +224,7 @@ class TaskEventHub:
             while task_id in self._pending:
                 self._pending.discard(task_id)
                 try:
-                    task = await self.loader(task_id)
+                    snapshot = await self.loader(task_id)
                 except Exception:  # a failed read must not strand subscribers: retry while anyone watches
                     log.exception("loading task %s for subscribers failed; retrying", task_id)
                     self._pending.add(task_id)
@@ -149,9 +232,6 @@ class TaskEventHub:
                     if task_id not in self._subs:
                         return
                     continue
-                snapshot: Task | Deleted = task if task is not None else DELETED
-                for sub in list(self._subs.get(task_id, ())):
-                    sub.latest = snapshot
-                    sub.changed.set()
+                self._publish(task_id, snapshot if snapshot is not None else DELETED)
         finally:
             self._fetching.pop(task_id, None)

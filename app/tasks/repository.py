@@ -73,6 +73,16 @@ class TaskRepository:
         )
         return int(result.scalar_one())
 
+    async def queue_positions(self, pool: str, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """How many tasks are ahead of each of `task_ids` still PENDING in `pool`: one pass over that queue."""
+        ranked = (
+            select(Task.id, (func.row_number().over(order_by=(Task.queued_at, Task.id)) - 1).label("ahead"))
+            .where(Task.status == TaskStatus.PENDING.value, Task.pool == pool)
+            .subquery()
+        )
+        rows = await self.session.execute(select(ranked.c.id, ranked.c.ahead).where(ranked.c.id.in_(task_ids)))
+        return {task_id: int(ahead) for task_id, ahead in rows}
+
     async def list_owned(
         self, account_id: uuid.UUID, types: Sequence[str], *, offset: int, limit: int, ascending: bool
     ) -> list[tuple[Task, int]]:
@@ -165,13 +175,13 @@ class TaskRepository:
 
     async def notify(self, task: Task) -> None:
         """Tell every API process the row changed; delivered on commit, so listeners see committed state."""
-        payload = json.dumps({"id": str(task.id), "status": task.status, "progress": task.progress})
+        payload = json.dumps({"id": str(task.id), "pool": task.pool, "status": task.status, "progress": task.progress})
         await self.session.execute(
             text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": payload}
         )
 
-    async def notify_deleted(self, task_id: uuid.UUID) -> None:
-        payload = json.dumps({"id": str(task_id), "deleted": True})
+    async def notify_deleted(self, task: Task) -> None:
+        payload = json.dumps({"id": str(task.id), "pool": task.pool, "deleted": True})
         await self.session.execute(
             text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": payload}
         )

@@ -97,6 +97,7 @@ async def create_task(
         queued_at=queue_position(utcnow(), principal.priority, priority_head_start_s),
     )
     await repo.add(task)
+    await repo.notify(task)  # a task that enters ahead moves the queue positions that streams show
     await billing_service.charge(session, account_id=principal.account_id, task_id=task.id, amount=price)
     if idempotency is not None:
         await repo.remember_idempotency(principal.account_id, idempotency.key, idempotency.request_hash, task.id)
@@ -178,7 +179,7 @@ async def delete_task(
         # Nothing was delivered: give the credits back rather than charge for a task the caller threw away.
         await billing_service.refund(session, task_id=task.id)
     await repo.delete(task.id)
-    await repo.notify_deleted(task.id)
+    await repo.notify_deleted(task)
     return task
 
 

@@ -102,3 +102,62 @@ async def test_a_long_waiting_task_is_enqueued_with_a_clamped_score(settings) ->
         assert await enqueue_task(redis, settings.queue_name, task_id, "default") is None  # job id = task id
     finally:
         await redis.aclose()
+
+
+class StreamReader:
+    """Follows one task stream in the background, keeping every (event, data) pair."""
+
+    def __init__(self, api: Api, caller: Caller, task_id: str) -> None:
+        self.events: list[tuple[str, dict]] = []
+        self._task = asyncio.create_task(self._read(api, caller, task_id))
+
+    async def _read(self, api: Api, caller: Caller, task_id: str) -> None:
+        import json
+
+        event = "message"
+        headers = {**caller.headers, "Accept": "text/event-stream"}
+        async with api.client.stream("GET", f"{URL}/{task_id}/stream", headers=headers) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    self.events.append((event, json.loads(line[5:])))
+                    event = "message"
+
+    def positions(self) -> list[int]:
+        """The queue positions seen, consecutive repeats (keep-alives) folded."""
+        seen: list[int] = []
+        for event, data in self.events:
+            if event == "message" and (not seen or seen[-1] != data["preceding_tasks"]):
+                seen.append(data["preceding_tasks"])
+        return seen
+
+    async def wait_for(self, expected: list[int], timeout: float = 15) -> None:
+        deadline = time.monotonic() + timeout
+        while self.positions() != expected:
+            assert time.monotonic() < deadline, f"positions {self.positions()}, expected {expected}"
+            await asyncio.sleep(0.05)
+
+    async def finish(self) -> None:
+        await asyncio.wait_for(self._task, 15)
+
+
+@pytest.mark.asyncio
+async def test_a_pending_tasks_stream_follows_its_queue_position(api: Api, caller: Caller, settings, db) -> None:  # type: ignore[no-untyped-def]
+    settings.sse_keepalive_s = 0.3  # keep-alives repeat the full object: they must keep the position too
+    studio = await on_plan(db, await make_caller(settings, db, name="studio"), "studio")
+    first, second, watched = [await create(api, caller) for _ in range(3)]
+    stream = StreamReader(api, caller, watched)
+    await stream.wait_for([2])
+    jumper = await create(api, studio)  # a higher plan's task enters ahead
+    await stream.wait_for([2, 3])
+    await api.client.delete(f"{URL}/{first}", headers=caller.headers)
+    await stream.wait_for([2, 3, 2])
+    await api.client.delete(f"{URL}/{jumper}", headers=studio.headers)
+    await stream.wait_for([2, 3, 2, 1])
+    await api.client.delete(f"{URL}/{second}", headers=caller.headers)
+    await stream.wait_for([2, 3, 2, 1, 0])
+    await api.client.delete(f"{URL}/{watched}", headers=caller.headers)
+    await stream.finish()
+    assert stream.events[-1] == ("error", {"status_code": 404, "message": "Task not found"})
+    assert sum(event == "message" for event, _ in stream.events) > 5  # keep-alives arrived in between
