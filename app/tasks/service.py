@@ -105,8 +105,12 @@ async def create_task(
 
 
 def queue_position(now: datetime, priority: int, head_start_s: float) -> datetime:
-    """Where a new task enters its pool's queue: `priority` × `head_start_s` ahead of now, within an hour."""
-    ahead = max(-MAX_HEAD_START_S, min(MAX_HEAD_START_S, priority * head_start_s))
+    """Where a new task enters its pool's queue: `priority` × `head_start_s` ahead of now, within an hour.
+
+    Never behind now: the position is also the job's arq score, and a score in the future would make a worker
+    wait for it even with nothing else queued. A negative priority counts as 0.
+    """
+    ahead = max(0.0, min(MAX_HEAD_START_S, priority * head_start_s))
     return now - timedelta(seconds=ahead)
 
 
