@@ -5,11 +5,19 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utcnow
 from billing.models import Account, ApiKey, LedgerEntry, Plan
+
+# Built once, bound per call: building the statement was a measurable share of a request's CPU (py-spy on bench/).
+_FIND_ACTIVE_KEY = (
+    select(ApiKey, Plan)
+    .join(Account, Account.id == ApiKey.account_id)
+    .join(Plan, Plan.name == Account.plan)
+    .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
+)
 
 
 class BillingRepository:
@@ -37,12 +45,7 @@ class BillingRepository:
 
     async def find_active_key(self, key_hash: str) -> tuple[ApiKey, Plan] | None:
         """The unrevoked key with this hash, with its account's plan (one query on the auth hot path)."""
-        result = await self.session.execute(
-            select(ApiKey, Plan)
-            .join(Account, Account.id == ApiKey.account_id)
-            .join(Plan, Plan.name == Account.plan)
-            .where(ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None))
-        )
+        result = await self.session.execute(_FIND_ACTIVE_KEY, {"key_hash": key_hash})
         row = result.one_or_none()
         return (row[0], row[1]) if row else None
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, literal, or_, select, text, tuple_, update
+from sqlalchemy import Select, and_, bindparam, delete, func, literal, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -33,6 +33,15 @@ def _preceding_count() -> Any:
     )
 
 
+# The hot read, built once and bound per call (building it was a measurable share of a GET's CPU).
+_GET_OWNED = select(Task).where(
+    Task.id == bindparam("task_id"),
+    Task.account_id == bindparam("account_id"),
+    Task.type.in_(bindparam("types", expanding=True)),
+)
+_GET_OWNED_FOR_UPDATE = _GET_OWNED.with_for_update()
+
+
 class TaskRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -51,10 +60,9 @@ class TaskRepository:
     async def get_owned(
         self, task_id: uuid.UUID, account_id: uuid.UUID, types: Sequence[str], *, for_update: bool = False
     ) -> Task | None:
-        stmt = select(Task).where(Task.id == task_id, Task.account_id == account_id, Task.type.in_(types))
-        if for_update:
-            stmt = stmt.with_for_update()
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        stmt = _GET_OWNED_FOR_UPDATE if for_update else _GET_OWNED
+        params = {"task_id": task_id, "account_id": account_id, "types": list(types)}
+        return (await self.session.execute(stmt, params)).scalar_one_or_none()
 
     async def get_owned_any(self, task_id: uuid.UUID, account_id: uuid.UUID) -> Task | None:
         """The account's task of any type (for checks that span resources)."""
