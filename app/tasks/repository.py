@@ -148,7 +148,9 @@ class TaskRepository:
         if older_than is not None:
             column = Task.heartbeat_at if status == TaskStatus.IN_PROGRESS.value else Task.created_at
             stmt = stmt.where(column < older_than)
-        return list((await self.session.execute(stmt.order_by(Task.id).limit(limit))).scalars())
+        # Queue order: after a Redis loss the reaper re-enqueues the head of each queue first.
+        order = (Task.queued_at, Task.id)
+        return list((await self.session.execute(stmt.order_by(*order).limit(limit))).scalars())
 
     async def past_deadline(self, now: datetime, limit: int = 500) -> list[Task]:
         stmt = select(Task).where(Task.status == TaskStatus.IN_PROGRESS.value, Task.deadline_at < now).limit(limit)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import tempfile
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -19,12 +21,14 @@ from app.core.clock import utcnow
 from app.core.config import Settings
 from app.core.fetch import FetchRefused, fetch
 from app.tasks import service as task_service
-from app.tasks.models import Task
+from app.tasks.models import Task, TaskStatus
+from app.tasks.repository import TaskRepository
 from inference.jobs.progress import ProgressReporter, TaskGone
 from inference.pipeline.deliverables import Deliverables, build_deliverables
 from inference.runtime import RunnerSet
 
 log = logging.getLogger(__name__)
+_PUBLISHER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="publish")
 SOURCE_MESH = "raw.ply"  # kept beside the deliverables: refine starts from the preview's geometry
 
 
@@ -142,16 +146,48 @@ async def _finish(job: JobContext, task: Task, outputs: dict[str, Any], work_dir
     The files move while the compare-and-set UPDATE holds the task's row lock: an attempt that lost the task (a
     zombie whose heartbeat went stale, or one whose task was deleted) fails the compare and never touches the
     task's directory, and a DELETE, which locks the row first, waits for the move and then removes everything.
-    A failed commit after the move leaves files that the next attempt's publish replaces whole.
+    The step runs to its end even when the job is cancelled meanwhile (arq's timeout, a shutdown): the caller
+    deletes `work_dir` afterwards, and a move cut in half would leave a partial directory.
     """
-    async with job.sessionmaker() as session, session.begin():
-        done = await task_service.succeed(
-            session, task_id=task.id, attempt=task.attempts, outputs=outputs,
-            retention_s=job.settings.asset_retention_s,
-        )  # fmt: skip
-        if done is not None:
-            await asyncio.to_thread(job.store.publish, task.id, work_dir, files)
+    step = asyncio.ensure_future(_publish_and_commit(job, task, outputs, work_dir, files))
+    try:
+        return await asyncio.shield(step)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await step
+        raise
+
+
+async def _publish_and_commit(
+    job: JobContext, task: Task, outputs: dict[str, Any], work_dir: Path, files: list[str]
+) -> bool:
+    published = False
+    try:
+        async with job.sessionmaker() as session, session.begin():
+            done = await task_service.succeed(
+                session, task_id=task.id, attempt=task.attempts, outputs=outputs,
+                retention_s=job.settings.asset_retention_s,
+            )  # fmt: skip
+            if done is not None:
+                loop = asyncio.get_running_loop()
+                # Its own thread: the shared pool may be busy with runner threads, and the row lock is held.
+                await loop.run_in_executor(_PUBLISHER, job.store.publish, task.id, work_dir, files)
+                published = True
+    except Exception:
+        if published:  # moved, but the commit failed: files without a SUCCEEDED task must not stay
+            await _remove_unless_succeeded(job, task.id)
+        raise
     return done is not None
+
+
+async def _remove_unless_succeeded(job: JobContext, task_id: uuid.UUID) -> None:
+    try:
+        async with job.sessionmaker() as session:
+            row = await TaskRepository(session).get(task_id)
+        if row is None or row.status != TaskStatus.SUCCEEDED.value:
+            await asyncio.to_thread(job.store.delete, task_id)
+    except Exception:  # the sweeper removes folders of FAILED tasks too
+        log.exception("could not clean up the files of task %s after a failed commit", task_id)
 
 
 class InvalidInput(Exception):

@@ -10,10 +10,10 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from app.core.clock import utcnow
-from app.tasks.models import Task
+from app.tasks.models import Task, TaskStatus
 from inference.jobs.generate_model import JobContext
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,8 @@ def _stale_work_dirs(root: Path, older_than_s: float) -> list[Path]:
 
 
 async def sweep_assets(job: JobContext, now: datetime | None = None) -> dict[str, int]:
-    """Delete the folders of tasks past `expires_at` (their signed URLs have expired too) and stale work dirs.
+    """Delete the folders of tasks past `expires_at` (their signed URLs have expired too) or FAILED, and stale work
+    dirs.
 
     Folders of tasks that are not in the database are left alone: a delete removes its own files, and the API
     keeps sample folders there.
@@ -48,8 +49,12 @@ async def sweep_assets(job: JobContext, now: datetime | None = None) -> dict[str
     expired: list[uuid.UUID] = []
     for start in range(0, len(ids), BATCH):
         async with job.sessionmaker() as session:
+            # FAILED tasks never own files; a folder of one is left from a commit that failed after the move.
             rows = await session.execute(
-                select(Task.id).where(Task.id.in_(ids[start : start + BATCH]), Task.expires_at < now)
+                select(Task.id).where(
+                    Task.id.in_(ids[start : start + BATCH]),
+                    or_(Task.expires_at < now, Task.status == TaskStatus.FAILED.value),
+                )
             )
             expired += list(rows.scalars())
     for task_id in expired:
@@ -58,5 +63,5 @@ async def sweep_assets(job: JobContext, now: datetime | None = None) -> dict[str
     for path in stale:
         await asyncio.to_thread(shutil.rmtree, path, True)
     if expired or stale:
-        log.info("swept %d expired task folders and %d stale work folders", len(expired), len(stale))
-    return {"expired": len(expired), "work": len(stale)}
+        log.info("swept %d expired or failed task folders and %d stale work folders", len(expired), len(stale))
+    return {"tasks": len(expired), "work": len(stale)}

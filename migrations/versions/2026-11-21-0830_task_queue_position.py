@@ -20,7 +20,8 @@ def upgrade() -> None:
     op.add_column(
         "tasks", sa.Column("queued_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False)
     )
-    op.execute("UPDATE tasks SET queued_at = created_at")
+    # Only unfinished tasks are ever ranked; finished rows keep the default and are not rewritten.
+    op.execute("UPDATE tasks SET queued_at = created_at WHERE status IN ('PENDING', 'IN_PROGRESS')")
     op.drop_index("ix_tasks_pending_pool", table_name="tasks", postgresql_where=sa.text("status = 'PENDING'"))
     op.create_index(
         "ix_tasks_pending_pool",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 from pathlib import Path
 
@@ -76,3 +78,62 @@ def test_publish_refuses_unsafe_names(tmp_path: Path) -> None:
     source = work_dir(tmp_path, "w", b"x")
     with pytest.raises(ValueError, match="unsafe asset name"):
         store.publish(uuid.uuid4(), source, ["../escape.glb"])
+
+
+@pytest.mark.asyncio
+async def test_a_commit_that_fails_after_the_move_leaves_no_files(
+    api: Api, caller: Caller, settings, db, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    task_id = await create(api, caller)
+    async with db() as session, session.begin():  # a real failure at COMMIT: a deferred constraint trigger
+        await session.execute(text(
+            "CREATE FUNCTION refuse_success() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.status = 'SUCCEEDED' THEN RAISE EXCEPTION 'commit refused'; END IF; RETURN NEW; END $$"
+        ))  # fmt: skip
+        await session.execute(text(
+            "CREATE CONSTRAINT TRIGGER refuse_success AFTER UPDATE ON tasks DEFERRABLE INITIALLY DEFERRED "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_success()"
+        ))  # fmt: skip
+    store = AssetStore(settings.assets_path)
+    job = JobContext(settings=settings, sessionmaker=db, store=store, runners=None)  # type: ignore[arg-type]
+    owner = await claim(db, task_id)
+    with pytest.raises(Exception, match="commit refused"):
+        await _finish(job, owner, OUTPUTS, work_dir(tmp_path, "w", b"x"), ["model.glb"])
+    assert not store.task_dir(task_id).exists()
+    task = (await api.client.get(f"/openapi/v2/text-to-3d/{task_id}", headers=caller.headers)).json()
+    assert task["status"] == "IN_PROGRESS"
+
+
+class SlowStore(AssetStore):
+    """Publishes only when released, so a test can cancel the job in the middle of the move."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def publish(self, task_id: uuid.UUID, source_dir: Path, filenames: list[str]) -> None:
+        self.entered.set()
+        assert self.release.wait(30)
+        super().publish(task_id, source_dir, filenames)
+
+
+@pytest.mark.asyncio
+async def test_a_cancel_during_the_move_waits_for_it(api: Api, caller: Caller, settings, db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    task_id = await create(api, caller)
+    store = SlowStore(settings.assets_path)
+    job = JobContext(settings=settings, sessionmaker=db, store=store, runners=None)  # type: ignore[arg-type]
+    owner = await claim(db, task_id)
+    finishing = asyncio.create_task(_finish(job, owner, OUTPUTS, work_dir(tmp_path, "w", b"done"), ["model.glb"]))
+    assert await asyncio.to_thread(store.entered.wait, 30)
+    finishing.cancel()  # arq's timeout or a shutdown, while the files are moving and the row is locked
+    await asyncio.sleep(0.2)
+    assert not finishing.done(), "the cancel must wait for the move and the commit"
+    store.release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await finishing
+    assert (store.task_dir(task_id) / "model.glb").read_bytes() == b"done"
+    task = (await api.client.get(f"/openapi/v2/text-to-3d/{task_id}", headers=caller.headers)).json()
+    assert task["status"] == "SUCCEEDED"

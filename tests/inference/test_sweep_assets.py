@@ -24,13 +24,17 @@ async def test_sweep(settings, db) -> None:  # type: ignore[no-untyped-def]
     async with db() as session, session.begin():
         account = await billing_service.create_account(session, name="s")
         now = utcnow()
-        expired, fresh = uuid.uuid4(), uuid.uuid4()
-        for task_id, expires in ((expired, now - timedelta(seconds=1)), (fresh, now + timedelta(days=1))):
-            session.add(Task(id=task_id, account_id=account.id, type="text-to-3d-preview", status="SUCCEEDED",
+        expired, fresh, failed = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        for task_id, status, expires in (
+            (expired, "SUCCEEDED", now - timedelta(seconds=1)),
+            (fresh, "SUCCEEDED", now + timedelta(days=1)),
+            (failed, "FAILED", None),  # files left by a commit that failed after the move
+        ):
+            session.add(Task(id=task_id, account_id=account.id, type="text-to-3d-preview", status=status,
                              ai_model="latest", runner="procedural", pool="default", params={}, outputs={},
                              expires_at=expires))  # fmt: skip
     unknown = uuid.uuid4()  # e.g. the API's test-mode samples: not in the database, never touched
-    for task_id in (expired, fresh, unknown):
+    for task_id in (expired, fresh, failed, unknown):
         store.task_dir(task_id).mkdir(parents=True)
         (store.task_dir(task_id) / "model.glb").write_bytes(b"glTF")
     old_work = store.root / ".work" / "old"
@@ -40,7 +44,7 @@ async def test_sweep(settings, db) -> None:  # type: ignore[no-untyped-def]
     past = time.time() - settings.job_timeout_s - 7200
     os.utime(old_work, (past, past))
     job = JobContext(settings=settings, sessionmaker=db, store=store, runners=None)  # type: ignore[arg-type]
-    assert await sweep_assets(job) == {"expired": 1, "work": 1}
-    assert not store.task_dir(expired).exists()
+    assert await sweep_assets(job) == {"tasks": 2, "work": 1}
+    assert not store.task_dir(expired).exists() and not store.task_dir(failed).exists()
     assert store.task_dir(fresh).exists() and store.task_dir(unknown).exists()
     assert not old_work.exists() and new_work.exists()
