@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import uuid
@@ -79,6 +80,9 @@ class TaskEventHub:
         self.ranker = ranker
         self._subs: dict[uuid.UUID, set[Subscription]] = {}
         self._last: dict[uuid.UUID, Snapshot] = {}  # the newest snapshot of each watched task
+        # Reads are numbered when they start; a read that finishes after a newer one was applied is dropped.
+        self._reads = itertools.count(1)
+        self._applied: dict[uuid.UUID, int] = {}
         self._waiting: dict[str, set[uuid.UUID]] = {}  # watched PENDING tasks by pool
         self._changed_pools: set[str] = set()
         self._ranking: asyncio.Task[None] | None = None
@@ -87,6 +91,7 @@ class TaskEventHub:
         self._conn: asyncpg.Connection | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._closing = False
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         await self._connect()
@@ -94,15 +99,16 @@ class TaskEventHub:
         if self.ranker is not None:
             self._ranking = asyncio.create_task(self._rank_loop())
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Let the loops and reads in flight finish (never cancel a DB call midway), then cancel what is left."""
         self._closing = True
-        for loop in (self._watchdog, self._ranking):
-            if loop is not None:
-                loop.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await loop
-        for fetch in list(self._fetching.values()):
-            fetch.cancel()
+        self._stopping.set()
+        running = [t for t in (self._watchdog, self._ranking, *self._fetching.values()) if t is not None]
+        if running:
+            _done, late = await asyncio.wait(running, timeout=grace_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.close()
@@ -115,7 +121,10 @@ class TaskEventHub:
     def seed(self, task_id: uuid.UUID, snapshot: Snapshot) -> None:
         """A stream's own first read, so the hub knows a new watcher's queue before any change reaches it."""
         if task_id in self._subs and task_id not in self._last:
-            self._remember(task_id, snapshot)
+            self._remember(task_id, snapshot, stamp=0)
+            if snapshot.task.status == TaskStatus.PENDING.value:
+                # The queue may have moved between that read and now, unseen: no one watched this pool yet.
+                self._changed_pools.add(snapshot.task.pool)
 
     def unsubscribe(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.task_id)
@@ -138,7 +147,9 @@ class TaskEventHub:
         """
         ticks = 0
         while not self._closing:
-            await asyncio.sleep(1.0)
+            await self._pause(1.0)
+            if self._closing:
+                return
             ticks += 1
             if ticks % REFRESH_S == 0:
                 for task_id in list(self._subs):
@@ -167,8 +178,9 @@ class TaskEventHub:
         if isinstance(pool, str) and moves_queue and self._waiting.get(pool):
             self._changed_pools.add(pool)
 
-    def _remember(self, task_id: uuid.UUID, snapshot: Snapshot | None) -> None:
+    def _remember(self, task_id: uuid.UUID, snapshot: Snapshot | None, stamp: int = 0) -> None:
         """Keep the newest snapshot of a watched task, and which pool's queue it waits in."""
+        self._applied.pop(task_id, None)
         previous = self._last.pop(task_id, None)
         if previous is not None and previous.task.status == TaskStatus.PENDING.value:
             waiting = self._waiting.get(previous.task.pool)
@@ -179,18 +191,23 @@ class TaskEventHub:
         if snapshot is None or task_id not in self._subs:
             return
         self._last[task_id] = snapshot
+        self._applied[task_id] = stamp
         if snapshot.task.status == TaskStatus.PENDING.value:
             self._waiting.setdefault(snapshot.task.pool, set()).add(task_id)
 
-    def _publish(self, task_id: uuid.UUID, snapshot: Snapshot | Deleted) -> None:
-        self._remember(task_id, snapshot if isinstance(snapshot, Snapshot) else None)
+    def _publish(self, task_id: uuid.UUID, snapshot: Snapshot | Deleted, stamp: int) -> None:
+        if isinstance(snapshot, Snapshot) and stamp < self._applied.get(task_id, 0):
+            return  # a slower, older read: what subscribers have is newer
+        self._remember(task_id, snapshot if isinstance(snapshot, Snapshot) else None, stamp)
         for sub in list(self._subs.get(task_id, ())):
             sub.latest = snapshot
             sub.changed.set()
 
     async def _rank_loop(self) -> None:
         while not self._closing:
-            await asyncio.sleep(QUEUE_REFRESH_S)
+            await self._pause(QUEUE_REFRESH_S)
+            if self._closing:
+                return
             pools, self._changed_pools = self._changed_pools, set()
             for pool in pools:
                 try:
@@ -203,6 +220,7 @@ class TaskEventHub:
         ids = list(self._waiting.get(pool, ()))
         if not ids:
             return
+        stamp = next(self._reads)
         ranks = await self.ranker(pool, ids)
         for task_id in ids:
             last = self._last.get(task_id)
@@ -211,9 +229,16 @@ class TaskEventHub:
             if task_id not in ranks:
                 self._schedule(task_id)  # it left the queue: read the row (its own notification may be late)
             elif ranks[task_id] != last.preceding:
-                self._publish(task_id, Snapshot(last.task, ranks[task_id]))
+                self._publish(task_id, Snapshot(last.task, ranks[task_id]), stamp)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when the hub stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     def _schedule(self, task_id: uuid.UUID) -> None:
+        if self._closing:
+            return
         # Coalesce: while a read is in flight, later notifications just ask for one more read.
         self._pending.add(task_id)
         if task_id not in self._fetching:
@@ -223,15 +248,16 @@ class TaskEventHub:
         try:
             while task_id in self._pending:
                 self._pending.discard(task_id)
+                stamp = next(self._reads)
                 try:
                     snapshot = await self.loader(task_id)
                 except Exception:  # a failed read must not strand subscribers: retry while anyone watches
                     log.exception("loading task %s for subscribers failed; retrying", task_id)
                     self._pending.add(task_id)
-                    await asyncio.sleep(0.5)
-                    if task_id not in self._subs:
+                    await self._pause(0.5)
+                    if task_id not in self._subs or self._closing:
                         return
                     continue
-                self._publish(task_id, snapshot if snapshot is not None else DELETED)
+                self._publish(task_id, snapshot if snapshot is not None else DELETED, stamp)
         finally:
             self._fetching.pop(task_id, None)

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, delete, func, literal, or_, select, text, tuple_, update
+from sqlalchemy import Select, Uuid, and_, any_, bindparam, delete, func, literal, or_, select, text, tuple_, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -88,7 +89,9 @@ class TaskRepository:
             .where(Task.status == TaskStatus.PENDING.value, Task.pool == pool)
             .subquery()
         )
-        rows = await self.session.execute(select(ranked.c.id, ranked.c.ahead).where(ranked.c.id.in_(task_ids)))
+        # One array parameter, not an IN list: the same SQL text (one prepared statement) for any number of ids.
+        ids = bindparam("ids", list(task_ids), type_=postgresql.ARRAY(Uuid()))
+        rows = await self.session.execute(select(ranked.c.id, ranked.c.ahead).where(ranked.c.id == any_(ids)))
         return {task_id: int(ahead) for task_id, ahead in rows}
 
     async def list_owned(
