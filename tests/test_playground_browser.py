@@ -36,7 +36,14 @@ def chromium() -> str:
     return CHROMIUM
 
 
-async def test_playground_flow(api: Api, caller: Caller, worker, chromium: str) -> None:
+@pytest.fixture
+def slow_jobs(settings):  # type: ignore[no-untyped-def]
+    """Jobs of about 2 s (10 steps), so the browser's EventSource sees progress, not just the end."""
+    settings.procedural_step_delay_s = 0.2
+    return settings
+
+
+async def test_playground_flow(api: Api, caller: Caller, slow_jobs, worker, chromium: str) -> None:
     from playwright.async_api import async_playwright, expect
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -63,6 +70,8 @@ async def test_playground_flow(api: Api, caller: Caller, worker, chromium: str) 
             assert glb.ok and (await glb.body())[:4] == b"glTF"
             await page.screenshot(path=str(ARTIFACTS / "playground-preview.png"))
 
+            # The preview set data-loaded; clear it, so the check below waits for the refined model's own load.
+            await page.get_by_test_id("viewer").evaluate("e => e.removeAttribute('data-loaded')")
             await page.get_by_test_id("texture-prompt").fill("red lacquer")
             await page.get_by_test_id("refine").click()
             await expect(page.get_by_test_id("status")).to_have_text("SUCCEEDED", timeout=60_000)

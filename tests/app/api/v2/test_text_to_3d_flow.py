@@ -163,12 +163,20 @@ async def test_stream_errors_are_events(api: Api, caller: Caller, settings, db) 
 
 async def test_stream_reports_deletion(api: Api, caller: Caller) -> None:
     task_id = await create_preview(api, caller)  # no worker: stays PENDING
-    reader = asyncio.create_task(read_sse(api.client, f"{URL}/{task_id}/stream", caller.headers))
-    await asyncio.sleep(0.3)
-    assert (await api.client.delete(f"{URL}/{task_id}", headers=caller.headers)).status_code == 200
-    events = await asyncio.wait_for(reader, 10)
-    assert events[0][0] == "message"
-    assert events[-1] == ("error", '{"status_code":404,"message":"Task not found"}')
+    headers = {**caller.headers, "Accept": "text/event-stream"}
+    seen: list[str] = []
+    async with api.client.stream("GET", f"{URL}/{task_id}/stream", headers=headers) as response:
+        lines = response.aiter_lines()
+        async for line in lines:  # the first event: the stream has read the task and is subscribed
+            if line.startswith("event:"):
+                seen.append(line[6:].strip())
+                break
+        assert (await api.client.delete(f"{URL}/{task_id}", headers=caller.headers)).status_code == 200
+        async for line in lines:
+            if line.startswith(("event:", "data:")):
+                seen.append(line)
+    assert seen[0] == "message"
+    assert seen[-2:] == ["event: error", 'data: {"status_code":404,"message":"Task not found"}']
 
 
 async def test_many_streams_on_one_task_share_one_listener(api: Api, caller: Caller, worker, settings) -> None:
