@@ -44,6 +44,7 @@ class _Pending:
     vram_gb: float
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
+    waiters: int = 0
 
 
 class ModelCache:
@@ -102,6 +103,7 @@ class ModelCache:
                 "reserved_gb": sum(p.vram_gb for p in self._pending.values()),
                 "models": [{"key": k, "vram_gb": e.vram_gb, "leases": e.pins} for k, e in self._entries.items()],
                 "loading": list(self._pending),
+                "waiting": sum(p.waiters for p in self._pending.values()),  # requests waiting on those loads
                 **self._counts,
             }
 
@@ -130,8 +132,11 @@ class ModelCache:
                     victims = self._make_room(key, float(vram_gb))
                     pending = self._pending[key] = _Pending(float(vram_gb))
                     break
+                pending.waiters += 1
             # Another thread is loading this key: wait, then look again (normally a hit now).
             pending.done.wait()
+            with self._lock:
+                pending.waiters -= 1
             if pending.error is not None:
                 raise pending.error
 

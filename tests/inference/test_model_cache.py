@@ -124,9 +124,12 @@ def test_concurrent_gets_of_one_key_load_it_once(unloaded):
 def test_a_failed_load_reaches_every_waiter_and_is_retried_next_time(unloaded):
     cache = ModelCache(budget_gb=10)
     release = threading.Event()
+    calls = 0
 
     def failing():
-        release.wait(5)
+        nonlocal calls
+        calls += 1
+        release.wait(30)
         raise OSError("no weights")
 
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -134,13 +137,15 @@ def test_a_failed_load_reaches_every_waiter_and_is_retried_next_time(unloaded):
         while not cache.stats()["loading"]:
             time.sleep(0.01)
         waiter = pool.submit(cache.get, "a", failing, 2)
-        time.sleep(0.05)
+        while cache.stats()["waiting"] != 1:  # the second request is really waiting on the first load
+            time.sleep(0.01)
         release.set()
         for future in (owner, waiter):
             with pytest.raises(OSError, match="no weights"):
                 future.result(5)
 
-    assert "a" not in cache and cache.stats()["reserved_gb"] == 0
+    assert calls == 1, "the waiter got the owner's error; it did not load again"
+    assert "a" not in cache and cache.stats()["reserved_gb"] == 0 and cache.stats()["waiting"] == 0
     assert cache.get("a", loader("a", unloaded), 2).name == "a"
 
 
