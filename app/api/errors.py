@@ -66,7 +66,9 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         403: "Forbidden",
         404: "Task not found (or owned by another account)",
         409: "Conflict",
+        413: "Request body too large",
         429: "RateLimitExceeded or NoMoreConcurrentTasks",
+        500: "Internal server error",
     }
     schema = {"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]}
     return {
@@ -74,7 +76,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
             "description": descriptions.get(code, "Error"),
             "content": {"application/json": {"schema": schema, "example": {"message": descriptions.get(code)}}},
         }
-        for code in codes
+        for code in (*codes, 500)  # any route can fail unexpectedly; the body is still Meshy's shape
     }
 
 

@@ -47,11 +47,20 @@ LOST_WORKER: dict[str, Any] = {
 }
 
 
-def _public_error(message: str, kind: str = "server_error", code: str | None = None) -> dict[str, Any]:
+# Meshy's task errors carry `doc_url` whenever they carry `code` (meshy-api.md §2.7); the codes are Meshy's.
+ERRORS_DOC = "https://docs.meshy.ai/en/api/errors#"
+
+
+def task_error(message: str, kind: str = "server_error", code: str | None = None) -> dict[str, Any]:
+    """A task_error as Meshy shapes it: `type` and `message`, plus `code` and its `doc_url` when there is a code."""
     error: dict[str, Any] = {"type": kind, "message": message}
     if code:
         error["code"] = code
+        error["doc_url"] = ERRORS_DOC + code.replace("_", "-")
     return error
+
+
+TIMED_OUT = task_error("The task timed out.", "timeout", "timeout")
 
 
 async def generate_model(ctx: dict[str, Any], task_id: str) -> str:
@@ -76,7 +85,7 @@ async def generate_model(ctx: dict[str, Any], task_id: str) -> str:
             result, files = await _produce(job, task, work_dir, reporter)
         return "succeeded" if await _finish(job, task, result, work_dir, files) else "superseded"
     except InvalidInput as exc:
-        await _fail(job, task, _public_error(str(exc), "invalid_input", "invalid_input"))
+        await _fail(job, task, task_error(str(exc), "invalid_input", "invalid_input"))
         return "failed"
     except TaskGone:
         log.info("task %s was deleted or taken over; stopping attempt %s", tid, task.attempts)
@@ -88,7 +97,7 @@ async def generate_model(ctx: dict[str, Any], task_id: str) -> str:
         raise
     except Exception:
         log.exception("task %s failed", tid)
-        await _fail(job, task, _public_error("Failed to generate the model. Please retry."))
+        await _fail(job, task, task_error("Failed to generate the model. Please retry."))
         return "failed"
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -212,7 +221,7 @@ async def _release(job: JobContext, task: Task) -> None:
     async with job.sessionmaker() as session, session.begin():
         if task.deadline_at is not None and utcnow() >= task.deadline_at - timedelta(seconds=1):
             await task_service.fail(
-                session, task_id=task.id, error=_public_error("The task timed out.", "timeout", "timeout"),
+                session, task_id=task.id, error=dict(TIMED_OUT),
                 attempt=task.attempts,
             )  # fmt: skip
         else:  # a shutdown is not the task's fault: give the attempt back

@@ -17,13 +17,12 @@ from app.core.queue import enqueue_task
 from app.tasks import service as task_service
 from app.tasks.models import Task, TaskStatus
 from app.tasks.repository import TaskRepository
-from inference.jobs.generate_model import LOST_WORKER, JobContext
+from inference.jobs.generate_model import LOST_WORKER, TIMED_OUT, JobContext
 from inference.jobs.sweep_assets import sweep_assets
 
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 600.0
-TIMED_OUT = {"type": "timeout", "code": "timeout", "message": "The task timed out."}
 
 
 async def reap_tasks(ctx: dict[str, Any]) -> dict[str, int]:

@@ -57,7 +57,7 @@ IdempotencyKeyHeader = Annotated[
 ]
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, responses=error_responses(400, 401, 402, 404, 409, 429))
+@router.post("", status_code=status.HTTP_202_ACCEPTED, responses=error_responses(400, 401, 402, 404, 409, 413, 429))
 async def create_text_to_3d(
     body: Annotated[TextTo3DRequest, Body()],
     principal: ApiKeyAuth,

@@ -31,8 +31,14 @@ class TestCreate:
         await create(api, caller, loop=True, frame_rate=30, enable_pbr=True, art_style="cartoon", is_a_t_pose=True)
 
     async def test_echoes_inputs_and_defaults(self, api: Api, caller: Caller) -> None:
-        task_id = await create(api, caller, prompt="a red mug", seed=42, topology="quad", target_polycount=5000)
+        task_id = await create(
+            api, caller, prompt="a red mug", seed=42, topology="quad", target_polycount=5000, moderation=True,
+            origin_at="center", decimation_mode=2,
+        )  # fmt: skip
         task = (await api.client.get(f"{URL}/{task_id}", headers=caller.headers)).json()
+        assert (task["moderation"], task["origin_at"], task["decimation_mode"], task["auto_size"]) == (
+            True, "center", 2, False
+        )  # fmt: skip
         assert task["id"] == task_id
         assert task["type"] == "text-to-3d-preview"
         assert task["prompt"] == "a red mug"

@@ -230,6 +230,8 @@ async def test_refine_projects_a_texture_image_and_refuses_private_urls(api: Api
     )
     assert failed["status"] == "FAILED"
     assert failed["task_error"]["type"] == "invalid_input"
+    assert failed["task_error"]["code"] == "invalid_input"  # with a code, Meshy always sends its doc_url
+    assert failed["task_error"]["doc_url"] == "https://docs.meshy.ai/en/api/errors#invalid-input"
     assert "private or reserved" in failed["task_error"]["message"]
     assert failed["consumed_credits"] == 0
     bad_scheme = await api.client.post(
