@@ -78,3 +78,58 @@ class TestTestMode:
     async def test_still_validates_input(self, api: Api) -> None:
         response = await api.client.post(URL, json={"mode": "preview"}, headers=TEST_KEY)
         assert response.status_code == 400
+
+
+class TestWindowsAndTouches:
+    async def test_an_idempotency_key_expires_after_24_hours(self, api: Api, caller: Caller, db) -> None:
+        from datetime import timedelta
+
+        from sqlalchemy import update
+
+        from app.core.clock import utcnow
+        from app.tasks.models import IdempotencyKey
+
+        headers = {**caller.headers, "Idempotency-Key": "day-old"}
+        first = (await api.client.post(URL, json=PREVIEW, headers=headers)).json()["result"]
+        assert (await api.client.post(URL, json=PREVIEW, headers=headers)).json()["result"] == first
+        async with db() as session, session.begin():
+            await session.execute(
+                update(IdempotencyKey).values(created_at=utcnow() - timedelta(hours=25))
+                .where(IdempotencyKey.account_id == caller.account_id)
+            )  # fmt: skip
+        second = (await api.client.post(URL, json=PREVIEW, headers=headers)).json()["result"]
+        assert second != first  # a new task, and a new charge
+        assert (await api.client.get("/openapi/v1/balance", headers=caller.headers)).json() == {"balance": 960}
+
+    async def test_a_keys_last_use_is_recorded(self, api: Api, caller: Caller, db) -> None:
+        from billing import service as billing_service
+
+        async with db() as session:
+            (key,) = await billing_service.list_keys(session, account_id=caller.account_id)
+        assert key.last_used_at is None
+        assert (await api.client.get("/openapi/v1/balance", headers=caller.headers)).status_code == 200
+        async with db() as session:
+            (key,) = await billing_service.list_keys(session, account_id=caller.account_id)
+        assert key.last_used_at is not None
+
+
+class TestRefineRules:
+    async def test_refining_a_refine_is_400(self, api: Api, caller: Caller, worker) -> None:
+        import time
+
+        preview = (await api.client.post(URL, json=PREVIEW, headers=caller.headers)).json()["result"]
+        deadline = time.monotonic() + 60
+        while (await api.client.get(f"{URL}/{preview}", headers=caller.headers)).json()["status"] != "SUCCEEDED":
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        refine = (
+            await api.client.post(URL, json={"mode": "refine", "preview_task_id": preview}, headers=caller.headers)
+        ).json()["result"]
+        again = await api.client.post(URL, json={"mode": "refine", "preview_task_id": refine}, headers=caller.headers)
+        assert again.status_code == 400 and set(again.json()) == {"message"}
+
+    @pytest.mark.parametrize(("ai_model", "remesh"), [("latest", False), ("meshy-6", False), ("meshy-5", True)])
+    async def test_should_remesh_defaults_by_model(self, api: Api, caller: Caller, ai_model: str, remesh: bool) -> None:
+        created = await api.client.post(URL, json={**PREVIEW, "ai_model": ai_model}, headers=caller.headers)
+        task = (await api.client.get(f"{URL}/{created.json()['result']}", headers=caller.headers)).json()
+        assert task["should_remesh"] is remesh

@@ -26,7 +26,7 @@ TIMED_OUT = {"type": "timeout", "code": "timeout", "message": "The task timed ou
 
 async def create(api: Api, caller: Caller, prompt: str = "a cup") -> str:
     answer = await api.client.post(URL, json={"mode": "preview", "prompt": prompt, "seed": 1}, headers=caller.headers)
-    assert answer.status_code == 200, answer.text
+    assert answer.status_code == 202, answer.text
     return answer.json()["result"]
 
 
