@@ -37,7 +37,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     assert settings.database_url
     engine = create_engine(settings.database_url, pool_size=5)
-    await ensure_schema_current(engine)
+    try:
+        await ensure_schema_current(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
     ctx["engine"] = engine
     ctx["job"] = JobContext(
         settings=settings,

@@ -52,7 +52,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("DATABASE_URL and REDIS_URL must be set (`meshfoundry up` sets both)")
     engine = create_engine(settings.database_url)
-    await ensure_schema_current(engine)
+    try:
+        await ensure_schema_current(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
     maker = sessionmaker(engine)
     read = reader(engine)
 

@@ -42,6 +42,7 @@ async def reap_tasks(ctx: dict[str, Any]) -> dict[str, int]:
         async with job.sessionmaker() as session, session.begin():
             if await task_service.fail(session, task_id=task.id, error=TIMED_OUT, attempt=task.attempts):
                 counts["failed"] += 1
+    requeued = []
     for task in stale:
         async with job.sessionmaker() as session, session.begin():
             if task.attempts >= settings.max_attempts:
@@ -49,12 +50,14 @@ async def reap_tasks(ctx: dict[str, Any]) -> dict[str, int]:
                 counts["failed"] += done is not None
             else:
                 done = await task_service.requeue(session, task_id=task.id, attempt=task.attempts)
-                counts["requeued"] += done is not None
+                if done is not None:  # not one the deadline pass just failed, nor one that moved on
+                    requeued.append(done)
+                    counts["requeued"] += 1
     async with job.sessionmaker() as session:
         pending = await TaskRepository(session).unfinished(
             TaskStatus.PENDING.value, older_than=now - timedelta(seconds=settings.pending_requeue_s)
         )
-    for task in pending + [t for t in stale if t.attempts < settings.max_attempts]:
+    for task in pending + requeued:
         counts["enqueued"] += await _ensure_queued(redis, settings.queue_name, task)
     async with job.sessionmaker() as session, session.begin():
         await TaskRepository(session).purge_idempotency(now - task_service.IDEMPOTENCY_WINDOW)
