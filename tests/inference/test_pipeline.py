@@ -295,3 +295,22 @@ def test_messy_open_mesh_is_cleaned(tmp_path: Path) -> None:
     normals = read_accessor(doc, blob, doc["meshes"][0]["primitives"][0]["attributes"]["NORMAL"])
     assert np.allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-3)
     assert object_fraction(tmp_path / "preview.png")[0] > 0.1
+
+
+def test_a_textured_mesh_above_the_unwrap_budget_is_unwrapped_low_then_subdivided(
+    raw_refine: Path, tmp_path: Path
+) -> None:
+    """80k faces is over UNWRAP_BUDGET (30k): UVs come from a coarser unwrap carried through subdivision."""
+    from inference.pipeline.texture import UNWRAP_BUDGET
+
+    target = 80_000
+    assert target > UNWRAP_BUDGET
+    params = {"mode": "refine", "target_polycount": target, "enable_pbr": True, "target_formats": ["glb"]}
+    result = build_deliverables(raw_refine, params, tmp_path)
+    assert abs(result.faces - target) <= 0.1 * target
+    glb = trimesh.load(tmp_path / "model.glb", force="mesh")
+    assert len(glb.faces) == result.faces
+    uv = np.asarray(glb.visual.uv)
+    assert uv.shape == (len(glb.vertices), 2)
+    assert uv.min() >= 0.0 and uv.max() <= 1.0
+    assert result.texture_files and {"base_color", "normal"} <= set(result.texture_files[0])
