@@ -13,7 +13,7 @@ from arq.worker import run_worker
 
 from app.core.assets import AssetStore
 from app.core.config import Settings, get_settings
-from app.core.db import create_engine, ensure_schema_current, sessionmaker
+from app.core.db import open_checked_engine, sessionmaker
 from app.core.queue import queue_for_pool, redis_settings
 from app.core.registry import load_registry
 from inference.jobs.generate_model import JobContext, generate_model
@@ -36,12 +36,7 @@ def build_runners(settings: Settings) -> RunnerSet:
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     assert settings.database_url
-    engine = create_engine(settings.database_url, pool_size=5)
-    try:
-        await ensure_schema_current(engine)
-    except BaseException:
-        await engine.dispose()
-        raise
+    engine = await open_checked_engine(settings.database_url, pool_size=5)
     ctx["engine"] = engine
     ctx["job"] = JobContext(
         settings=settings,

@@ -23,7 +23,7 @@ from app.api.v1 import balance
 from app.api.v2 import text_to_3d
 from app.core.assets import AssetStore, UrlSigner
 from app.core.config import Settings, get_settings
-from app.core.db import create_engine, ensure_schema_current, reader, sessionmaker
+from app.core.db import open_checked_engine, reader, sessionmaker
 from app.core.queue import ArqQueue
 from app.core.registry import load_registry
 from app.tasks.events import Snapshot, TaskEventHub
@@ -51,12 +51,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("DATABASE_URL and REDIS_URL must be set (`meshfoundry up` sets both)")
-    engine = create_engine(settings.database_url)
-    try:
-        await ensure_schema_current(engine)
-    except BaseException:
-        await engine.dispose()
-        raise
+    engine = await open_checked_engine(settings.database_url)
     maker = sessionmaker(engine)
     read = reader(engine)
 

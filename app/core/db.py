@@ -69,6 +69,17 @@ def head_revisions() -> set[str]:
     return set(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
+async def open_checked_engine(url: str, *, pool_size: int = 20) -> AsyncEngine:
+    """An engine for a long-running process (API, worker): refused, and disposed, on an out-of-date schema."""
+    engine = create_engine(url, pool_size=pool_size)
+    try:
+        await ensure_schema_current(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return engine
+
+
 async def ensure_schema_current(engine: AsyncEngine) -> None:
     """Refuse to run against a database that is not at Alembic head."""
     async with engine.connect() as conn:
