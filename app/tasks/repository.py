@@ -18,17 +18,26 @@ from app.tasks.models import IdempotencyKey, Task, TaskStatus
 NOTIFY_CHANNEL = "task_events"
 
 
+def _queue_order(task: Any) -> tuple[Any, Any]:
+    """A pool's queue order: queue position, then id (`task` is the Task class or an alias of it)."""
+    return task.queued_at, task.id
+
+
+def _ahead_of(ahead: Any, pool: Any, queued_at: Any, task_id: Any) -> tuple[Any, ...]:
+    """Conditions on `ahead` for the PENDING tasks queued before (`queued_at`, `task_id`) in `pool`."""
+    return (
+        ahead.status == TaskStatus.PENDING.value,
+        ahead.pool == pool,
+        tuple_(*_queue_order(ahead)) < tuple_(queued_at, task_id),
+    )
+
+
 def _preceding_count() -> Any:
-    """Tasks ahead in the same pool's queue (ordered by queue position, then id), for PENDING tasks only."""
+    """Tasks ahead in the same pool's queue, for PENDING tasks only."""
     ahead = aliased(Task)
     return (
         select(func.count())
-        .where(
-            Task.status == TaskStatus.PENDING.value,
-            ahead.status == TaskStatus.PENDING.value,
-            ahead.pool == Task.pool,
-            tuple_(ahead.queued_at, ahead.id) < tuple_(Task.queued_at, Task.id),
-        )
+        .where(Task.status == TaskStatus.PENDING.value, *_ahead_of(ahead, Task.pool, Task.queued_at, Task.id))
         .correlate(Task)
         .scalar_subquery()
     )
@@ -74,18 +83,14 @@ class TaskRepository:
         if task.status != TaskStatus.PENDING.value:
             return 0
         result = await self.session.execute(
-            select(func.count()).where(
-                Task.status == TaskStatus.PENDING.value,
-                Task.pool == task.pool,
-                tuple_(Task.queued_at, Task.id) < tuple_(literal(task.queued_at), literal(task.id)),
-            )
+            select(func.count()).where(*_ahead_of(Task, task.pool, literal(task.queued_at), literal(task.id)))
         )
         return int(result.scalar_one())
 
     async def queue_positions(self, pool: str, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
         """How many tasks are ahead of each of `task_ids` still PENDING in `pool`: one pass over that queue."""
         ranked = (
-            select(Task.id, (func.row_number().over(order_by=(Task.queued_at, Task.id)) - 1).label("ahead"))
+            select(Task.id, (func.row_number().over(order_by=_queue_order(Task)) - 1).label("ahead"))
             .where(Task.status == TaskStatus.PENDING.value, Task.pool == pool)
             .subquery()
         )
@@ -152,8 +157,7 @@ class TaskRepository:
             column = Task.heartbeat_at if status == TaskStatus.IN_PROGRESS.value else Task.created_at
             stmt = stmt.where(column < older_than)
         # Queue order: after a Redis loss the reaper re-enqueues the head of each queue first.
-        order = (Task.queued_at, Task.id)
-        return list((await self.session.execute(stmt.order_by(*order).limit(limit))).scalars())
+        return list((await self.session.execute(stmt.order_by(*_queue_order(Task)).limit(limit))).scalars())
 
     async def past_deadline(self, now: datetime, limit: int = 500) -> list[Task]:
         stmt = select(Task).where(Task.status == TaskStatus.IN_PROGRESS.value, Task.deadline_at < now).limit(limit)
@@ -188,13 +192,12 @@ class TaskRepository:
 
     async def notify(self, task: Task) -> None:
         """Tell every API process the row changed; delivered on commit, so listeners see committed state."""
-        payload = json.dumps({"id": str(task.id), "pool": task.pool, "status": task.status, "progress": task.progress})
-        await self.session.execute(
-            text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": payload}
-        )
+        await self._notify({"id": str(task.id), "pool": task.pool, "status": task.status, "progress": task.progress})
 
     async def notify_deleted(self, task: Task) -> None:
-        payload = json.dumps({"id": str(task.id), "pool": task.pool, "deleted": True})
+        await self._notify({"id": str(task.id), "pool": task.pool, "deleted": True})
+
+    async def _notify(self, event: dict[str, Any]) -> None:
         await self.session.execute(
-            text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": payload}
+            text("SELECT pg_notify(:channel, :payload)"), {"channel": NOTIFY_CHANNEL, "payload": json.dumps(event)}
         )

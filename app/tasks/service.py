@@ -94,10 +94,11 @@ async def create_task(
         seed=int(params.get("seed", 0)),
         outputs={},
         consumed_credits=price,
-        queued_at=queue_position(utcnow(), principal.priority, priority_head_start_s),
+        queued_at=queue_position(now := utcnow(), principal.priority, priority_head_start_s),
     )
     await repo.add(task)
-    await repo.notify(task)  # a task that enters ahead moves the queue positions that streams show
+    if task.queued_at < now:  # it enters ahead of waiting tasks: their streams' queue positions move
+        await repo.notify(task)
     await billing_service.charge(session, account_id=principal.account_id, task_id=task.id, amount=price)
     if idempotency is not None:
         await repo.remember_idempotency(principal.account_id, idempotency.key, idempotency.request_hash, task.id)
