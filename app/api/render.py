@@ -13,7 +13,7 @@ from app.tasks.models import Task, TaskStatus
 _ECHOED = ("prompt", "negative_prompt", "art_style", "texture_prompt", "texture_image_url", "seed", "ai_model",
            "mode", "model_type", "should_remesh", "topology", "target_polycount", "symmetry_mode", "pose_mode",
            "enable_pbr", "hd_texture", "remove_lighting", "target_formats", "preview_task_id", "moderation",
-           "auto_size", "origin_at", "decimation_mode", "is_a_t_pose", "alpha_thumbnail")  # fmt: skip
+           "auto_size", "origin_at", "decimation_mode", "alpha_thumbnail")  # fmt: skip
 _STRING_DEFAULTS = ("prompt", "negative_prompt", "art_style", "texture_prompt", "texture_image_url")
 
 

@@ -23,9 +23,8 @@ def event_id(task: Task) -> str:
     return f"{task.status}.{task.progress}"
 
 
-# Snapshots come from the hub shared by every stream of a task: render each one once per base URL, not per stream.
-
-
+# Snapshots come from the hub shared by every stream of a task: render each one once per base URL and queue
+# position, not per stream.
 _rendered: weakref.WeakKeyDictionary[Task, dict[tuple[str, int], str]] = weakref.WeakKeyDictionary()
 
 

@@ -79,10 +79,10 @@ class TaskEventHub:
         self.loader = loader
         self.ranker = ranker
         self._subs: dict[uuid.UUID, set[Subscription]] = {}
-        self._last: dict[uuid.UUID, Snapshot] = {}  # the newest snapshot of each watched task
-        # Reads are numbered when they start; a read that finishes after a newer one was applied is dropped.
+        # The newest snapshot of each watched task, with the number of the read behind it: reads are numbered
+        # when they start, and a read that finishes after a newer one was applied is dropped.
+        self._last: dict[uuid.UUID, tuple[int, Snapshot]] = {}
         self._reads = itertools.count(1)
-        self._applied: dict[uuid.UUID, int] = {}
         self._waiting: dict[str, set[uuid.UUID]] = {}  # watched PENDING tasks by pool
         self._changed_pools: set[str] = set()
         self._ranking: asyncio.Task[None] | None = None
@@ -180,8 +180,7 @@ class TaskEventHub:
 
     def _remember(self, task_id: uuid.UUID, snapshot: Snapshot | None, stamp: int = 0) -> None:
         """Keep the newest snapshot of a watched task, and which pool's queue it waits in."""
-        self._applied.pop(task_id, None)
-        previous = self._last.pop(task_id, None)
+        _, previous = self._last.pop(task_id, (0, None))
         if previous is not None and previous.task.status == TaskStatus.PENDING.value:
             waiting = self._waiting.get(previous.task.pool)
             if waiting is not None:
@@ -190,13 +189,12 @@ class TaskEventHub:
                     del self._waiting[previous.task.pool]
         if snapshot is None or task_id not in self._subs:
             return
-        self._last[task_id] = snapshot
-        self._applied[task_id] = stamp
+        self._last[task_id] = (stamp, snapshot)
         if snapshot.task.status == TaskStatus.PENDING.value:
             self._waiting.setdefault(snapshot.task.pool, set()).add(task_id)
 
     def _publish(self, task_id: uuid.UUID, snapshot: Snapshot | Deleted, stamp: int) -> None:
-        if isinstance(snapshot, Snapshot) and stamp < self._applied.get(task_id, 0):
+        if isinstance(snapshot, Snapshot) and stamp < self._last.get(task_id, (0, None))[0]:
             return  # a slower, older read: what subscribers have is newer
         self._remember(task_id, snapshot if isinstance(snapshot, Snapshot) else None, stamp)
         for sub in list(self._subs.get(task_id, ())):
@@ -223,7 +221,7 @@ class TaskEventHub:
         stamp = next(self._reads)
         ranks = await self.ranker(pool, ids)
         for task_id in ids:
-            last = self._last.get(task_id)
+            _, last = self._last.get(task_id, (0, None))
             if last is None or last.task.status != TaskStatus.PENDING.value:
                 continue  # no longer watched, or a newer read already moved it on
             if task_id not in ranks:
