@@ -40,13 +40,6 @@ class JobContext:
     runners: RunnerSet
 
 
-# One message however the exhaustion is noticed: by the reaper (stale heartbeat) or by a worker claiming the task.
-LOST_WORKER: dict[str, Any] = {
-    "type": "server_error",
-    "message": "The worker running this task stopped; retries are exhausted.",
-}
-
-
 # Meshy's task errors carry `doc_url` whenever they carry `code` (meshy-api.md §2.7); the codes are Meshy's.
 ERRORS_DOC = "https://docs.meshy.ai/en/api/errors#"
 
@@ -61,6 +54,8 @@ def task_error(message: str, kind: str = "server_error", code: str | None = None
 
 
 TIMED_OUT = task_error("The task timed out.", "timeout", "timeout")
+# One message however the exhaustion is noticed: by the reaper (stale heartbeat) or by a worker claiming the task.
+LOST_WORKER = task_error("The worker running this task stopped; retries are exhausted.")
 
 
 async def generate_model(ctx: dict[str, Any], task_id: str) -> str:
@@ -75,7 +70,7 @@ async def generate_model(ctx: dict[str, Any], task_id: str) -> str:
     if task is None:
         return "skipped"
     if task.attempts > job.settings.max_attempts:
-        await _fail(job, task, dict(LOST_WORKER))
+        await _fail(job, task, LOST_WORKER)
         return "failed"
     work_dir = Path(tempfile.mkdtemp(prefix=f"{tid}-", dir=_work_root(job.store)))
     try:
@@ -220,10 +215,7 @@ async def _fetch_image(job: JobContext, url: str, work_dir: Path) -> Path:
 async def _release(job: JobContext, task: Task) -> None:
     async with job.sessionmaker() as session, session.begin():
         if task.deadline_at is not None and utcnow() >= task.deadline_at - timedelta(seconds=1):
-            await task_service.fail(
-                session, task_id=task.id, error=dict(TIMED_OUT),
-                attempt=task.attempts,
-            )  # fmt: skip
+            await task_service.fail(session, task_id=task.id, error=TIMED_OUT, attempt=task.attempts)
         else:  # a shutdown is not the task's fault: give the attempt back
             await task_service.requeue(session, task_id=task.id, attempt=task.attempts, release=True)
 
