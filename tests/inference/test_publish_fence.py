@@ -12,8 +12,9 @@ import pytest
 from app.core.assets import AssetStore
 from app.tasks import service as task_service
 from app.tasks.models import Task
-from inference.jobs.generate_model import JobContext, _finish
+from inference.jobs.generate_model import _finish
 from tests.conftest import Api, Caller
+from tests.inference.jobs import job_context
 
 OUTPUTS = {"model": {"glb": "model.glb"}, "textures": [], "thumbnail": None, "alpha_thumbnail": None}
 
@@ -43,7 +44,7 @@ async def claim(db, task_id: uuid.UUID) -> Task:  # type: ignore[no-untyped-def]
 async def test_a_zombie_attempt_cannot_publish(api: Api, caller: Caller, settings, db, tmp_path) -> None:  # type: ignore[no-untyped-def]
     task_id = await create(api, caller)
     store = AssetStore(settings.assets_path)
-    job = JobContext(settings=settings, sessionmaker=db, store=store, runners=None)  # type: ignore[arg-type]
+    job = job_context(settings, db, store)
     zombie = await claim(db, task_id)
     owner = await claim(db, task_id)  # the reaper's view: the first worker went silent, another took over
     assert (zombie.attempts, owner.attempts) == (1, 2)
@@ -66,7 +67,7 @@ async def test_a_zombie_attempt_cannot_publish(api: Api, caller: Caller, setting
 async def test_a_deleted_task_gets_no_files(api: Api, caller: Caller, settings, db, tmp_path) -> None:  # type: ignore[no-untyped-def]
     task_id = await create(api, caller)
     store = AssetStore(settings.assets_path)
-    job = JobContext(settings=settings, sessionmaker=db, store=store, runners=None)  # type: ignore[arg-type]
+    job = job_context(settings, db, store)
     running = await claim(db, task_id)
     assert (await api.client.delete(f"/openapi/v2/text-to-3d/{task_id}", headers=caller.headers)).status_code == 200
     assert not await _finish(job, running, OUTPUTS, work_dir(tmp_path, "w", b"late"), ["model.glb"])
@@ -97,7 +98,7 @@ async def test_a_commit_that_fails_after_the_move_leaves_no_files(
             "FOR EACH ROW EXECUTE FUNCTION refuse_success()"
         ))  # fmt: skip
     store = AssetStore(settings.assets_path)
-    job = JobContext(settings=settings, sessionmaker=db, store=store, runners=None)  # type: ignore[arg-type]
+    job = job_context(settings, db, store)
     owner = await claim(db, task_id)
     with pytest.raises(Exception, match="commit refused"):
         await _finish(job, owner, OUTPUTS, work_dir(tmp_path, "w", b"x"), ["model.glb"])
@@ -124,7 +125,7 @@ class SlowStore(AssetStore):
 async def test_a_cancel_during_the_move_waits_for_it(api: Api, caller: Caller, settings, db, tmp_path) -> None:  # type: ignore[no-untyped-def]
     task_id = await create(api, caller)
     store = SlowStore(settings.assets_path)
-    job = JobContext(settings=settings, sessionmaker=db, store=store, runners=None)  # type: ignore[arg-type]
+    job = job_context(settings, db, store)
     owner = await claim(db, task_id)
     finishing = asyncio.create_task(_finish(job, owner, OUTPUTS, work_dir(tmp_path, "w", b"done"), ["model.glb"]))
     assert await asyncio.to_thread(store.entered.wait, 30)

@@ -13,8 +13,8 @@ from app.core.assets import AssetStore
 from app.core.clock import utcnow
 from app.tasks.models import Task
 from billing import service as billing_service
-from inference.jobs.generate_model import JobContext
 from inference.jobs.sweep_assets import sweep_assets
+from tests.inference.jobs import job_context
 
 pytestmark = pytest.mark.asyncio
 
@@ -43,7 +43,7 @@ async def test_sweep(settings, db) -> None:  # type: ignore[no-untyped-def]
     new_work.mkdir()
     past = time.time() - settings.job_timeout_s - 7200
     os.utime(old_work, (past, past))
-    job = JobContext(settings=settings, sessionmaker=db, store=store, runners=None)  # type: ignore[arg-type]
+    job = job_context(settings, db, store)
     assert await sweep_assets(job) == {"tasks": 2, "work": 1}
     assert not store.task_dir(expired).exists() and not store.task_dir(failed).exists()
     assert store.task_dir(fresh).exists() and store.task_dir(unknown).exists()

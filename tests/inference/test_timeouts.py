@@ -11,14 +11,14 @@ import pytest
 from arq.connections import create_pool
 from arq.worker import Worker
 
-from app.core.assets import AssetStore
 from app.core.clock import utcnow
 from app.core.queue import redis_settings
 from app.tasks.models import Task
 from billing.models import Account
-from inference.jobs.generate_model import JobContext, generate_model
+from inference.jobs.generate_model import generate_model
 from inference.jobs.reap_tasks import reap_tasks
 from tests.conftest import Api, Caller, make_caller
+from tests.inference.jobs import job_context
 
 URL = "/openapi/v2/text-to-3d"
 # Spelled out, not imported: the public shape is what is under test (Meshy adds doc_url wherever there is a code).
@@ -67,7 +67,7 @@ async def test_reaper_fails_an_overdue_task_and_refunds_it(api: Api, caller: Cal
 
     redis = await create_pool(redis_settings(settings.redis_url))
     try:
-        job = JobContext(settings=settings, sessionmaker=db, store=AssetStore(settings.assets_path), runners=None)  # type: ignore[arg-type]
+        job = job_context(settings, db)
         counts = await reap_tasks({"job": job, "redis": redis})
     finally:
         await redis.aclose()
@@ -143,7 +143,7 @@ async def test_a_job_for_a_finished_task_is_skipped(api: Api, caller: Caller, se
         row.status, row.attempts, row.progress, row.finished_at = status, 1, 100, finished
     before = await get(api, caller, task_id)
 
-    job = JobContext(settings=settings, sessionmaker=db, store=AssetStore(settings.assets_path), runners=None)  # type: ignore[arg-type]
+    job = job_context(settings, db)
     assert await generate_model({"job": job}, task_id) == "skipped"
 
     assert await get(api, caller, task_id) == before

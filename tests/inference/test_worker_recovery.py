@@ -16,6 +16,7 @@ from sqlalchemy import select
 from app.tasks.models import Task
 from billing.models import Account
 from tests.conftest import Api, Caller
+from tests.inference.jobs import job_context
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 URL = "/openapi/v2/text-to-3d"
@@ -129,9 +130,8 @@ async def test_claiming_a_task_past_its_attempts_fails_it_with_the_reapers_messa
     """The other way exhaustion is noticed: a worker, not the reaper, takes over a dead attempt. Same error, refund."""
     from datetime import timedelta
 
-    from app.core.assets import AssetStore
     from app.core.clock import utcnow
-    from inference.jobs.generate_model import LOST_WORKER, JobContext, generate_model
+    from inference.jobs.generate_model import LOST_WORKER, generate_model
 
     body = {"mode": "preview", "prompt": "a robot", "seed": 5}
     task_id = (await api.client.post(URL, json=body, headers=caller.headers)).json()["result"]
@@ -139,7 +139,7 @@ async def test_claiming_a_task_past_its_attempts_fails_it_with_the_reapers_messa
         row = await session.get(Task, uuid.UUID(task_id))
         row.status, row.attempts = "IN_PROGRESS", settings.max_attempts
         row.heartbeat_at = utcnow() - timedelta(seconds=settings.heartbeat_stale_s + 60)
-    job = JobContext(settings=settings, sessionmaker=db, store=AssetStore(settings.assets_path), runners=None)  # type: ignore[arg-type]
+    job = job_context(settings, db)
     assert await generate_model({"job": job}, task_id) == "failed"
     task = (await api.client.get(f"{URL}/{task_id}", headers=caller.headers)).json()
     assert task["status"] == "FAILED"
