@@ -7,7 +7,7 @@ COPY app app
 COPY billing billing
 COPY inference inference
 COPY migrations migrations
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir . && python -m inference.bundled_models
 ENV APP_ENV=production HOST=0.0.0.0
 EXPOSE 8000
 CMD ["meshfoundry", "api"]

@@ -10,11 +10,12 @@ install: $(STAMP)
 
 # torch==2.13.0 first: on machines that carry a local CPU wheel of it, this avoids pulling several GB of CUDA
 # packages; elsewhere pip resolves the project's own torch range as usual.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml inference/bundled_models.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "torch==2.13.0" || echo "torch 2.13.0 not available here; using the project's range"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m inference.bundled_models
 	touch $(STAMP)
 
 up: install

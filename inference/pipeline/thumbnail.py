@@ -21,12 +21,17 @@ BACKGROUND_BOTTOM = np.array([0.86, 0.86, 0.88])
 AZIMUTH_DEG, ELEVATION_DEG, FOV_DEG, MARGIN = 35.0, 22.0, 30.0, 0.08
 
 
-def _camera(vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eye position and a (3, 3) basis with rows right, up, forward."""
+def _camera(
+    vertices: np.ndarray, azimuth_deg: float = AZIMUTH_DEG, elevation_deg: float = ELEVATION_DEG
+) -> tuple[np.ndarray, np.ndarray]:
+    """Eye position and a (3, 3) basis with rows right, up, forward.
+
+    Azimuth 0 looks at the front (+Z) face, 90 at the right (+X) side, 180 at the back, 270 at the left.
+    """
     lo, hi = vertices.min(axis=0), vertices.max(axis=0)
     centre = (lo + hi) / 2
     radius = max(float(np.linalg.norm(hi - lo)) / 2, 1e-6)
-    az, el = np.radians(AZIMUTH_DEG), np.radians(ELEVATION_DEG)
+    az, el = np.radians(azimuth_deg), np.radians(elevation_deg)
     direction = np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
     eye = centre + direction * radius / np.sin(np.radians(FOV_DEG) / 2)
     forward = -direction
@@ -61,15 +66,18 @@ def render(
     size: int = 512,
     supersample: int = 2,
     closed: bool = False,
+    azimuth_deg: float = AZIMUTH_DEG,
+    elevation_deg: float = ELEVATION_DEG,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render (rgb float (size, size, 3), alpha float (size, size)) of a mesh on a transparent background.
 
     `normals` are per-vertex; `colors` (V, 3) floats in 0..1, or `uv` (V, 2) with `texture` (H, W, 3)
     floats; with neither the surface is clay grey. `closed` (watertight, outward winding) allows culling
-    back faces, which halves the rasteriser's work.
+    back faces, which halves the rasteriser's work. `azimuth_deg`/`elevation_deg` move the camera around the
+    object (0/0 is straight at the front; the default is the three-quarter view of `preview.png`).
     """
     n = size * supersample
-    eye, basis = _camera(vertices)
+    eye, basis = _camera(vertices, azimuth_deg, elevation_deg)
     if closed:
         corners = vertices[faces]
         face_normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])

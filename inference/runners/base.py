@@ -15,13 +15,23 @@ ProgressCallback = Callable[[float], None]
 class RunnerArtifacts:
     """What a runner leaves in `out_dir`.
 
-    `mesh` is the raw mesh file (PLY or GLB) the pipeline turns into Meshy's deliverables. A textured runner
-    may add `texture` (a base-colour PNG matching the mesh UVs).
+    `mesh` is the raw mesh file (PLY or GLB) the pipeline turns into Meshy's deliverables (3D runners). A
+    textured runner may add `texture` (a base-colour PNG matching the mesh UVs). 2D runners (text-to-image,
+    image-to-image) leave `mesh` unset and list their PNGs in `images`, in order.
     """
 
-    mesh: Path
+    mesh: Path | None = None
     texture: Path | None = None
+    images: tuple[Path, ...] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+class InputRejected(ValueError):
+    """The task's own input cannot be used (all background, too small, unreadable...).
+
+    The message is shown to the caller in `task_error` (type and code `invalid_input`), so it must say in plain
+    words what was wrong with the input and contain no paths or internals.
+    """
 
 
 class Runner(Protocol):
