@@ -4,13 +4,34 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-# "<task type>" is the price for every model; "<task type>:<ai_model>" overrides it for one model.
+# Keys, most specific first: "<type>:<ai_model>:<variant>", "<type>:<variant>", "<type>:<ai_model>", "<type>".
+# The only variant today is "textured" (image-to-3d and multi-image-to-3d with should_texture).
 DEFAULT_PRICES: dict[str, int] = {
     "text-to-3d-preview": 20,  # Meshy 6 / latest / lowpoly
     "text-to-3d-preview:meshy-5": 5,
     "text-to-3d-refine": 10,
+    # Image to 3D and Multi-Image to 3D: 20 untextured / 30 textured on meshy-6 and latest, 5 / 15 otherwise.
     "image-to-3d": 20,
     "image-to-3d:textured": 30,
+    "image-to-3d:meshy-5": 5,
+    "image-to-3d:meshy-5:textured": 15,
+    "multi-image-to-3d": 20,
+    "multi-image-to-3d:textured": 30,
+    "multi-image-to-3d:meshy-5": 5,
+    "multi-image-to-3d:meshy-5:textured": 15,
+    # 2D: per image, per model; a multi-view set is charged as one image.
+    "text-to-image": 3,
+    "text-to-image:nano-banana": 3,
+    "text-to-image:nano-banana-2": 6,
+    "text-to-image:nano-banana-pro": 9,
+    "text-to-image:gpt-image-2": 9,
+    "text-to-image:gpt-image-2-5-flare": 9,
+    "text-to-image:gpt-image-2-5-sunburst": 9,
+    "image-to-image": 3,
+    "image-to-image:nano-banana": 3,
+    "image-to-image:nano-banana-2": 6,
+    "image-to-image:nano-banana-pro": 9,
+    "image-to-image:gpt-image-2": 12,
     "remesh": 5,
     "retexture": 10,
     "rig": 5,
@@ -18,7 +39,11 @@ DEFAULT_PRICES: dict[str, int] = {
 }
 
 
-def price_of(task_type: str, ai_model: str, overrides: Mapping[str, int] | None = None) -> int:
+def price_of(
+    task_type: str, ai_model: str, overrides: Mapping[str, int] | None = None, *, variant: str | None = None
+) -> int:
     """Credits for one task; unknown types are free (and say so in docs/billing.md)."""
     table = {**DEFAULT_PRICES, **(overrides or {})}
-    return table.get(f"{task_type}:{ai_model}", table.get(task_type, 0))
+    keys = [f"{task_type}:{ai_model}:{variant}", f"{task_type}:{variant}"] if variant else []
+    keys += [f"{task_type}:{ai_model}", task_type]
+    return next((table[key] for key in keys if key in table), 0)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from inference.bundled_models import u2netp_path
 from inference.model_cache import ModelCache
 from inference.runners.base import ProgressCallback, Runner, RunnerArtifacts
 from inference.runners.procedural import ProceduralRunner
@@ -31,6 +32,49 @@ def shap_e_spec(models_dir: Path, vram_gb: float) -> RunnerSpec | None:
     return RunnerSpec("shap-e", lambda: ShapERunner(model_dir).load(), vram_gb)
 
 
+def diffusion_image_spec(models_dir: Path, vram_gb: float, cutout_model: Path | None) -> RunnerSpec | None:
+    """A diffusers text/image-to-image checkpoint when it is in `<models_dir>/diffusion-image`."""
+    model_dir = models_dir / "diffusion-image"
+    if not (model_dir / "model_index.json").exists():
+        return None
+    from inference.runners.diffusion_image import DiffusionImageRunner  # torch + diffusers: only where weights are
+
+    return RunnerSpec(
+        "diffusion-image", lambda: DiffusionImageRunner(model_dir, cutout_model=cutout_model).load(), vram_gb
+    )
+
+
+def reference_specs(cutout_model: Path | None, step_delay_s: float) -> list[RunnerSpec]:
+    """The CPU reference runners of the image family (imported lazily: each pulls in its own stack)."""
+
+    def image_inflate() -> Runner:
+        from inference.runners.image_inflate import ImageInflateRunner
+
+        return ImageInflateRunner(cutout_model, step_delay_s=step_delay_s)
+
+    def visual_hull() -> Runner:
+        from inference.runners.visual_hull import VisualHullRunner
+
+        return VisualHullRunner(cutout_model, step_delay_s=step_delay_s)
+
+    def procedural_image() -> Runner:
+        from inference.runners.image_reference import ProceduralImageRunner
+
+        return ProceduralImageRunner(step_delay_s=step_delay_s)
+
+    def image_edit() -> Runner:
+        from inference.runners.image_reference import ImageEditRunner
+
+        return ImageEditRunner(cutout_model, step_delay_s=step_delay_s)
+
+    return [
+        RunnerSpec("image-inflate", image_inflate),
+        RunnerSpec("visual-hull", visual_hull),
+        RunnerSpec("procedural-image", procedural_image),
+        RunnerSpec("image-edit", image_edit),
+    ]
+
+
 class RunnerSet:
     """Runs any available runner by name; model weights load lazily and stay resident until evicted."""
 
@@ -43,9 +87,14 @@ class RunnerSet:
         cls, *, models_dir: Path, vram_budget_gb: float, procedural_step_delay_s: float, vram_need: Mapping[str, float]
     ) -> RunnerSet:
         specs = [RunnerSpec("procedural", lambda: ProceduralRunner(step_delay_s=procedural_step_delay_s))]
+        cutout_model = u2netp_path(models_dir)
+        specs += reference_specs(cutout_model, procedural_step_delay_s)
         shap_e = shap_e_spec(models_dir, vram_need.get("shap-e", 8.0))
         if shap_e is not None:
             specs.append(shap_e)
+        diffusion = diffusion_image_spec(models_dir, vram_need.get("diffusion-image", 6.0), cutout_model)
+        if diffusion is not None:
+            specs.append(diffusion)
         return cls(specs, vram_budget_gb)
 
     def __contains__(self, name: object) -> bool:

@@ -23,7 +23,7 @@ def _describe(error: dict[str, Any]) -> str:
     if loc and loc[0] in ("preview", "refine"):
         loc = loc[1:]
     field = ".".join(loc)
-    message = str(error.get("msg", "invalid value"))
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     if error.get("type") == "missing":
         return f"Missing required parameter: {field}" if field else "Missing request body"
     if error.get("type") == "union_tag_invalid" or error.get("type") == "union_tag_not_found":

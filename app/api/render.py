@@ -8,13 +8,21 @@ from typing import Any
 
 from app.core.assets import UrlSigner
 from app.core.clock import to_ms
-from app.tasks.models import Task, TaskStatus
+from app.tasks.kinds import OutputShape, shape_of
+from app.tasks.models import Task, TaskStatus, TaskType
 
+# Inputs echoed on the task object when the task has them (internal keys such as `_inputs` never are).
 _ECHOED = ("prompt", "negative_prompt", "art_style", "texture_prompt", "texture_image_url", "seed", "ai_model",
            "mode", "model_type", "should_remesh", "topology", "target_polycount", "symmetry_mode", "pose_mode",
            "enable_pbr", "hd_texture", "remove_lighting", "target_formats", "preview_task_id", "moderation",
-           "auto_size", "origin_at", "decimation_mode", "alpha_thumbnail")  # fmt: skip
+           "auto_size", "origin_at", "decimation_mode", "alpha_thumbnail", "image_url", "image_urls",
+           "input_task_id", "should_texture", "save_pre_remeshed_model", "image_enhancement",
+           "multi_view_thumbnails")  # fmt: skip
+_IMAGE_ECHOED = ("ai_model", "prompt", "generate_multi_view", "aspect_ratio", "pose_mode", "remove_background",
+                 "reference_image_urls", "input_task_id", "moderation")  # fmt: skip
+_TEXT_TO_3D = (TaskType.TEXT_TO_3D_PREVIEW.value, TaskType.TEXT_TO_3D_REFINE.value)
 _STRING_DEFAULTS = ("prompt", "negative_prompt", "art_style", "texture_prompt", "texture_image_url")
+_IMAGE_TO_3D_STRING_DEFAULTS = ("texture_prompt", "texture_image_url")
 
 
 @dataclass(frozen=True)
@@ -28,24 +36,18 @@ class AssetLinks:
 
 
 def render_task(task: Task, preceding_tasks: int, links: AssetLinks) -> dict[str, Any]:
-    """The Meshy task object: ms timestamps with 0 for unset, only produced formats, task_error always set."""
+    """The Meshy task object: ms timestamps with 0 for unset, only produced outputs, task_error always set.
+
+    The outputs' shape follows the task type: model_urls/texture_urls/thumbnails for 3D, image_urls for 2D.
+    """
     params = task.params or {}
     body: dict[str, Any] = {"id": str(task.id), "type": task.type}
-    for key in _ECHOED:
-        if key in params and params[key] is not None:
-            body[key] = params[key]
-    for key in _STRING_DEFAULTS:
-        body.setdefault(key, "")
-    body["texture_richness"] = ""
-    body["seed"] = task.seed
     outputs = (task.outputs or {}) if task.status == TaskStatus.SUCCEEDED.value else {}
-    body["model_urls"] = {fmt: links.url(task, name) for fmt, name in outputs.get("model", {}).items()}
-    body["texture_urls"] = [
-        {kind: links.url(task, name) for kind, name in group.items()} for group in outputs.get("textures", [])
-    ]
-    body["thumbnail_url"] = links.url(task, outputs["thumbnail"]) if outputs.get("thumbnail") else ""
-    if outputs.get("alpha_thumbnail"):
-        body["alpha_thumbnail_url"] = links.url(task, outputs["alpha_thumbnail"])
+    if shape_of(task.type) is OutputShape.IMAGES:
+        body.update({key: params[key] for key in _IMAGE_ECHOED if params.get(key) is not None})
+        body["image_urls"] = [links.url(task, name) for name in outputs.get("images", [])]
+    else:
+        _render_model(body, task, params, outputs, links)
     body.update(
         progress=task.progress,
         status=task.status,
@@ -58,6 +60,29 @@ def render_task(task: Task, preceding_tasks: int, links: AssetLinks) -> dict[str
         consumed_credits=task.consumed_credits,
     )
     return body
+
+
+def _render_model(
+    body: dict[str, Any], task: Task, params: dict[str, Any], outputs: dict[str, Any], links: AssetLinks
+) -> None:
+    for key in _ECHOED:
+        if key in params and params[key] is not None:
+            body[key] = params[key]
+    for key in _STRING_DEFAULTS if task.type in _TEXT_TO_3D else _IMAGE_TO_3D_STRING_DEFAULTS:
+        body.setdefault(key, "")
+    if task.type in _TEXT_TO_3D:
+        body["texture_richness"] = ""
+        body["seed"] = task.seed
+    body["model_urls"] = {fmt: links.url(task, name) for fmt, name in outputs.get("model", {}).items()}
+    body["texture_urls"] = [
+        {kind: links.url(task, name) for kind, name in group.items()} for group in outputs.get("textures", [])
+    ]
+    body["thumbnail_url"] = links.url(task, outputs["thumbnail"]) if outputs.get("thumbnail") else ""
+    if outputs.get("thumbnails"):  # multi_view_thumbnails: thumbnail_url is the front one (§5.2)
+        body["thumbnail_urls"] = {view: links.url(task, name) for view, name in outputs["thumbnails"].items()}
+        body["thumbnail_url"] = body["thumbnail_urls"].get("front", body["thumbnail_url"])
+    if outputs.get("alpha_thumbnail"):
+        body["alpha_thumbnail_url"] = links.url(task, outputs["alpha_thumbnail"])
 
 
 def to_json_line(body: dict[str, Any]) -> str:

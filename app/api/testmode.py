@@ -13,6 +13,10 @@ from app.tasks.models import Task, TaskStatus, TaskType
 ASSETS = Path(__file__).resolve().parent / "testmode_assets"
 PREVIEW_ID = uuid.UUID("0199505f-9791-7973-8dca-c77cf716969c")  # the sample id Meshy's test mode was seen to use
 REFINE_ID = uuid.UUID("0199505f-9791-7973-8dca-c77cf716969d")
+IMAGE_TO_3D_ID = uuid.UUID("0199505f-9791-7973-8dca-c77cf71696a0")
+MULTI_IMAGE_TO_3D_ID = uuid.UUID("0199505f-9791-7973-8dca-c77cf71696a1")
+TEXT_TO_IMAGE_ID = uuid.UUID("0199505f-9791-7973-8dca-c77cf71696a2")
+IMAGE_TO_IMAGE_ID = uuid.UUID("0199505f-9791-7973-8dca-c77cf71696a3")
 TEST_MODE_BALANCE = 10_000
 _CREATED = datetime(2025, 9, 1, 12, 0, 0, tzinfo=UTC)
 _EXPIRES = datetime(2125, 3, 10, 0, 0, 0, tzinfo=UTC)  # Meshy's sample URLs expire in 2125 too
@@ -22,6 +26,11 @@ def _sample(task_id: uuid.UUID, task_type: str, folder: str, textures: list[dict
     params = {"prompt": "a wooden chair", "art_style": "realistic", "ai_model": "latest", "seed": 1}
     if task_type == TaskType.TEXT_TO_3D_REFINE.value:
         params |= {"texture_prompt": "oak wood", "preview_task_id": str(PREVIEW_ID), "enable_pbr": False}
+    if task_type in (TaskType.IMAGE_TO_3D.value, TaskType.MULTI_IMAGE_TO_3D.value):
+        field = "image_url" if task_type == TaskType.IMAGE_TO_3D.value else "image_urls"
+        url = "https://example.com/wooden-chair.png"
+        params = {"ai_model": "latest", field: url if field == "image_url" else [url], "should_texture": True,
+                  "enable_pbr": False, "texture_prompt": "", "seed": 1}  # fmt: skip
     return Task(
         id=task_id,
         type=task_type,
@@ -53,14 +62,45 @@ def _sample(task_id: uuid.UUID, task_type: str, folder: str, textures: list[dict
     )
 
 
+def _image_sample(task_id: uuid.UUID, task_type: str) -> Task:
+    params = {"ai_model": "nano-banana", "prompt": "a wooden chair", "generate_multi_view": False,
+              "aspect_ratio": "1:1", "seed": 1}  # fmt: skip
+    if task_type == TaskType.IMAGE_TO_IMAGE.value:
+        params["reference_image_urls"] = ["https://example.com/chair.png"]
+    return Task(
+        id=task_id, type=task_type, status=TaskStatus.SUCCEEDED.value, progress=100, ai_model="nano-banana",
+        params=params, seed=1, consumed_credits=0, attempts=1,
+        outputs={"images": ["image_0.png"], "folder": "image"}, task_error=None,
+        created_at=_CREATED, started_at=_CREATED, finished_at=_CREATED, expires_at=_EXPIRES,
+    )  # fmt: skip
+
+
+_TEXTURED = [{"base_color": "texture_0.png"}]
 SAMPLES: dict[uuid.UUID, Task] = {
     PREVIEW_ID: _sample(PREVIEW_ID, TaskType.TEXT_TO_3D_PREVIEW.value, "preview", []),
-    REFINE_ID: _sample(REFINE_ID, TaskType.TEXT_TO_3D_REFINE.value, "refine", [{"base_color": "texture_0.png"}]),
+    REFINE_ID: _sample(REFINE_ID, TaskType.TEXT_TO_3D_REFINE.value, "refine", _TEXTURED),
+    IMAGE_TO_3D_ID: _sample(IMAGE_TO_3D_ID, TaskType.IMAGE_TO_3D.value, "refine", _TEXTURED),
+    MULTI_IMAGE_TO_3D_ID: _sample(MULTI_IMAGE_TO_3D_ID, TaskType.MULTI_IMAGE_TO_3D.value, "refine", _TEXTURED),
+    TEXT_TO_IMAGE_ID: _image_sample(TEXT_TO_IMAGE_ID, TaskType.TEXT_TO_IMAGE.value),
+    IMAGE_TO_IMAGE_ID: _image_sample(IMAGE_TO_IMAGE_ID, TaskType.IMAGE_TO_IMAGE.value),
+}
+_BY_RESOURCE = {
+    "image-to-3d": IMAGE_TO_3D_ID,
+    "multi-image-to-3d": MULTI_IMAGE_TO_3D_ID,
+    "text-to-image": TEXT_TO_IMAGE_ID,
+    "image-to-image": IMAGE_TO_IMAGE_ID,
 }
 
 
 def sample_for_mode(mode: str) -> Task:
     return SAMPLES[REFINE_ID if mode == "refine" else PREVIEW_ID]
+
+
+def sample_for(resource: str, body: object) -> Task:
+    """The canned task a test-mode create of `resource` answers with."""
+    if resource == "text-to-3d":
+        return sample_for_mode(getattr(body, "mode", "preview"))
+    return SAMPLES[_BY_RESOURCE[resource]]
 
 
 def install_assets(store: AssetStore) -> None:

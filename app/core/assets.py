@@ -73,6 +73,29 @@ class AssetStore:
 
     def delete(self, task_id: uuid.UUID) -> None:
         shutil.rmtree(self.task_dir(task_id), ignore_errors=True)
+        shutil.rmtree(self.inputs_dir(task_id), ignore_errors=True)
+
+    # Inputs a caller sent inline (data: URIs) are stored at create time, apart from the outputs: a publish
+    # replaces the output folder whole, and inputs are never served back.
+    def inputs_dir(self, task_id: uuid.UUID) -> Path:
+        return self.root / ".inputs" / str(task_id)
+
+    def save_input(self, task_id: uuid.UUID, filename: str, content: bytes) -> None:
+        if not valid_filename(filename):
+            raise ValueError(f"unsafe input name {filename!r}")
+        folder = self.inputs_dir(task_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{filename}.partial"
+        partial.write_bytes(content)
+        os.replace(partial, folder / filename)
+
+    def input_path(self, task_id: uuid.UUID, filename: str) -> Path | None:
+        if not valid_filename(filename):
+            return None
+        path = (self.inputs_dir(task_id) / filename).resolve()
+        if path.parent != self.inputs_dir(task_id).resolve() or not path.is_file():
+            return None
+        return path
 
 
 class UrlSigner:

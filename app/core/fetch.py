@@ -96,6 +96,27 @@ async def _resolve_public(host: str, port: int) -> list[str]:
     return addresses
 
 
+def check_url(url: str, *, allow_private: bool = False) -> None:
+    """What can be known of a URL input without the network: http(s) with a host, or a data: URI; a literal
+    private address (or localhost) is refused at once. Names are resolved and checked again when fetched."""
+    if url.startswith("data:"):
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchRefused("only http(s) URLs and data URIs are accepted")
+    if allow_private:
+        return
+    host = parts.hostname.rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        raise FetchRefused("URL points to a private or reserved address")
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        return
+    if not _public(str(literal)):
+        raise FetchRefused("URL points to a private or reserved address")
+
+
 async def fetch(
     url: str,
     *,

@@ -19,3 +19,15 @@ class InvalidPreviewTask(BadRequest):
 
 class UnsupportedModel(BadRequest):
     message = "Unsupported ai_model"
+
+
+class InvalidInputTask(BadRequest):
+    message = "Invalid input_task_id"
+
+
+class InputTaskNotReady(BadRequest):
+    message = "Task not ready: the input task has not succeeded"
+
+
+class InvalidInput(BadRequest):
+    message = "Invalid input"

@@ -29,6 +29,10 @@ TERMINAL = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCEL
 class TaskType(StrEnum):
     TEXT_TO_3D_PREVIEW = "text-to-3d-preview"
     TEXT_TO_3D_REFINE = "text-to-3d-refine"
+    IMAGE_TO_3D = "image-to-3d"
+    MULTI_IMAGE_TO_3D = "multi-image-to-3d"
+    TEXT_TO_IMAGE = "text-to-image"
+    IMAGE_TO_IMAGE = "image-to-image"
 
 
 class Task(Base):

@@ -163,11 +163,13 @@ class TaskRepository:
         stmt = select(Task).where(Task.status == TaskStatus.IN_PROGRESS.value, Task.deadline_at < now).limit(limit)
         return list((await self.session.execute(stmt)).scalars())
 
-    async def count_unfinished(self, account_id: uuid.UUID) -> int:
+    async def count_unfinished(self, account_id: uuid.UUID, types: Sequence[str]) -> int:
+        """The account's PENDING and IN_PROGRESS tasks of `types` (those that count toward its queue limit)."""
         result = await self.session.execute(
             select(func.count()).where(
                 Task.account_id == account_id,
                 Task.status.in_((TaskStatus.PENDING.value, TaskStatus.IN_PROGRESS.value)),
+                Task.type.in_(types),
             )
         )
         return int(result.scalar_one())

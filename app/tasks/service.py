@@ -11,8 +11,17 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utcnow
+from app.core.ids import new_id, parse_id
 from app.core.registry import Registry
-from app.tasks.errors import InvalidPreviewTask, PreviewNotReady, TaskNotFound, UnsupportedModel
+from app.tasks.errors import (
+    InputTaskNotReady,
+    InvalidInputTask,
+    InvalidPreviewTask,
+    PreviewNotReady,
+    TaskNotFound,
+    UnsupportedModel,
+)
+from app.tasks.kinds import COUNTED_TYPES, counts_toward_concurrency
 from app.tasks.models import Task, TaskStatus, TaskType
 from app.tasks.repository import TaskRepository
 from billing import service as billing_service
@@ -61,6 +70,7 @@ async def create_task(
     parent_id: uuid.UUID | None = None,
     idempotency: Idempotency | None = None,
     priority_head_start_s: float = 0.0,
+    task_id: uuid.UUID | None = None,
 ) -> Created:
     """Insert a PENDING task and charge for it, in the caller's transaction.
 
@@ -79,10 +89,12 @@ async def create_task(
         replay = await _replay(repo, principal.account_id, idempotency)
         if replay is not None:
             return Created(replay, replayed=True)
-    await billing_service.reserve_task_slot(
-        session, principal=principal, unfinished=await repo.count_unfinished(principal.account_id)
-    )
+    if counts_toward_concurrency(task_type):  # the 2D resources never hit NoMoreConcurrentTasks
+        await billing_service.reserve_task_slot(
+            session, principal=principal, unfinished=await repo.count_unfinished(principal.account_id, COUNTED_TYPES)
+        )
     task = Task(
+        id=task_id or new_id(),
         account_id=principal.account_id,
         type=task_type,
         status=TaskStatus.PENDING.value,
@@ -140,6 +152,33 @@ async def resolve_preview(session: AsyncSession, *, account_id: uuid.UUID, previ
         raise InvalidPreviewTask()
     if task.status != TaskStatus.SUCCEEDED.value:
         raise PreviewNotReady()
+    return task
+
+
+async def resolve_input_task(
+    session: AsyncSession,
+    *,
+    account_id: uuid.UUID,
+    input_task_id: str,
+    allowed_types: Sequence[str],
+    field: str = "input_task_id",
+) -> Task:
+    """The SUCCEEDED task of the caller's account that `input_task_id` names, of one of `allowed_types`.
+
+    Unknown ids and other accounts' tasks are a 404 (never a 403: no existence leak); a task of another type or
+    one that has not succeeded is a 400.
+    """
+    parsed = parse_id(input_task_id)
+    repo = TaskRepository(session)
+    task = await repo.get_owned_any(parsed, account_id) if parsed else None
+    if task is None:
+        raise TaskNotFound(f"{field}: task not found")
+    if task.type not in allowed_types:
+        raise InvalidInputTask(
+            f"Invalid {field}: a {task.type} task cannot be used here; expected {', '.join(allowed_types)}"
+        )
+    if task.status != TaskStatus.SUCCEEDED.value:
+        raise InputTaskNotReady(f"Task not ready: the {field} task has not succeeded")
     return task
 
 

@@ -9,53 +9,22 @@ import shutil
 import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from app.core.assets import AssetStore
 from app.core.clock import utcnow
-from app.core.config import Settings
-from app.core.fetch import FetchRefused, fetch
 from app.tasks import service as task_service
 from app.tasks.models import Task, TaskStatus
 from app.tasks.repository import TaskRepository
+from inference.jobs.context import LOST_WORKER, TIMED_OUT, InvalidInput, JobContext, task_error
 from inference.jobs.progress import ProgressReporter, TaskGone
-from inference.pipeline.deliverables import Deliverables, build_deliverables
-from inference.runtime import RunnerSet
+from inference.jobs.steps import STEPS
 
 log = logging.getLogger(__name__)
 _PUBLISHER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="publish")
-SOURCE_MESH = "raw.ply"  # kept beside the deliverables: refine starts from the preview's geometry
-
-
-@dataclass
-class JobContext:
-    settings: Settings
-    sessionmaker: async_sessionmaker[AsyncSession]
-    store: AssetStore
-    runners: RunnerSet
-
-
-# Meshy's task errors carry `doc_url` whenever they carry `code` (meshy-api.md §2.7); the codes are Meshy's.
-ERRORS_DOC = "https://docs.meshy.ai/en/api/errors#"
-
-
-def task_error(message: str, kind: str = "server_error", code: str | None = None) -> dict[str, Any]:
-    """A task_error as Meshy shapes it: `type` and `message`, plus `code` and its `doc_url` when there is a code."""
-    error: dict[str, Any] = {"type": kind, "message": message}
-    if code:
-        error["code"] = code
-        error["doc_url"] = ERRORS_DOC + code.replace("_", "-")
-    return error
-
-
-TIMED_OUT = task_error("The task timed out.", "timeout", "timeout")
-# One message however the exhaustion is noticed: by the reaper (stale heartbeat) or by a worker claiming the task.
-LOST_WORKER = task_error("The worker running this task stopped; retries are exhausted.")
+__all__ = ["LOST_WORKER", "TIMED_OUT", "InvalidInput", "JobContext", "generate_model", "task_error"]
 
 
 async def generate_model(ctx: dict[str, Any], task_id: str) -> str:
@@ -108,40 +77,11 @@ def _work_root(store: AssetStore) -> Path:
 async def _produce(
     job: JobContext, task: Task, work_dir: Path, reporter: ProgressReporter
 ) -> tuple[dict[str, Any], list[str]]:
-    if task.runner not in job.runners:
-        raise RuntimeError(f"runner {task.runner!r} is not available in this worker")
-    params = {**task.params, "seed": task.seed}
-    inputs: dict[str, Any] = {}
-    if task.parent_id is not None:
-        source = job.store.path_of(task.parent_id, SOURCE_MESH)
-        if source is None:
-            raise RuntimeError("the preview's mesh is no longer available")
-        inputs["preview_mesh"] = source
-    # Meshy: a texture_prompt wins over texture_image_url.
-    if params.get("texture_image_url") and not params.get("texture_prompt"):
-        inputs["texture_image"] = await _fetch_image(job, params["texture_image_url"], work_dir)
-    loop = asyncio.get_running_loop()
-    artifacts = await loop.run_in_executor(
-        None, job.runners.run, task.runner, inputs, params, work_dir, reporter.stage(1, 60)
-    )
-    deliverables: Deliverables = await loop.run_in_executor(
-        None, build_deliverables, artifacts.mesh, params, work_dir, reporter.stage(60, 99)
-    )
-    if artifacts.mesh.name != SOURCE_MESH:
-        await asyncio.to_thread(shutil.copyfile, artifacts.mesh, work_dir / SOURCE_MESH)
-    files = [*deliverables.model_files.values(), SOURCE_MESH, deliverables.thumbnail]
-    files += [name for group in deliverables.texture_files for name in group.values()]
-    if deliverables.alpha_thumbnail:
-        files.append(deliverables.alpha_thumbnail)
-    outputs = {
-        "model": deliverables.model_files,
-        "textures": deliverables.texture_files,
-        "thumbnail": deliverables.thumbnail,
-        "alpha_thumbnail": deliverables.alpha_thumbnail,
-        "source": SOURCE_MESH,
-        "faces": deliverables.faces,
-    }
-    return outputs, sorted(set(files))
+    step = STEPS.get(task.type)
+    if step is None:
+        raise RuntimeError(f"no step for task type {task.type!r}")
+    result = await step(job, task, work_dir, reporter)
+    return dict(result.outputs), result.files
 
 
 async def _finish(job: JobContext, task: Task, outputs: dict[str, Any], work_dir: Path, files: list[str]) -> bool:
@@ -192,24 +132,6 @@ async def _remove_unless_succeeded(job: JobContext, task_id: uuid.UUID) -> None:
             await asyncio.to_thread(job.store.delete, task_id)
     except Exception:  # the sweeper removes folders of FAILED tasks too
         log.exception("could not clean up the files of task %s after a failed commit", task_id)
-
-
-class InvalidInput(Exception):
-    """The task's own input is unusable; the message is shown to the caller in task_error."""
-
-
-async def _fetch_image(job: JobContext, url: str, work_dir: Path) -> Path:
-    settings = job.settings
-    try:
-        fetched = await fetch(
-            url, allowed=("image/png", "image/jpeg"), max_bytes=settings.fetch_max_bytes,
-            timeout_s=settings.fetch_timeout_s, allow_private=settings.fetch_allow_private,
-        )  # fmt: skip
-    except FetchRefused as exc:
-        raise InvalidInput(f"texture_image_url: {exc}") from exc
-    path = work_dir / ("texture_input.png" if fetched.media_type == "image/png" else "texture_input.jpg")
-    await asyncio.to_thread(path.write_bytes, fetched.content)
-    return path
 
 
 async def _release(job: JobContext, task: Task) -> None:

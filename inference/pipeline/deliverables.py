@@ -34,6 +34,9 @@ KNOWN_FORMATS = ("glb", "obj", "fbx", "stl", "usdz", "3mf")
 SUPPORTED_FORMATS = KNOWN_FORMATS
 DEFAULT_FORMATS = ("glb", "obj", "fbx", "stl", "usdz")
 EXPORT_THREADS = 3
+# multi_view_thumbnails: 512x512 views around the model, named as Meshy names them.
+VIEWS = {"front": 0.0, "right": 90.0, "back": 180.0, "left": 270.0}
+VIEW_ELEVATION_DEG = 10.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Deliverables:
     alpha_thumbnail: str | None
     faces: int
     timings: dict[str, float] = field(default_factory=dict)
+    thumbnails: dict[str, str] = field(default_factory=dict)  # multi_view_thumbnails: front/right/back/left
 
 
 def requested_formats(value: Iterable[str] | None) -> list[str]:
@@ -149,6 +153,16 @@ def build_deliverables(
         # render while the (numpy-heavy, GIL-releasing) bake runs instead of after it.
         shade = None if uvm is None else texture.colours_at(uvm, ref_v, colours, same_vertices=same)
         thumb = pool.submit(_timed, clock, "thumbnail", _thumbnail, surface, shade, out_dir, params)
+        views = (
+            pool.submit(_timed, clock, "view_thumbnails", _view_thumbnails, surface, shade, out_dir)
+            if params.get("multi_view_thumbnails")
+            else None
+        )
+        pre_remeshed = (
+            pool.submit(_timed, clock, "pre_remeshed", _pre_remeshed, mesh, out_dir)
+            if remeshed and params.get("save_pre_remeshed_model")
+            else None
+        )
         images: dict = {}
         if uvm is not None:
             surface, images = surfacing.bake_textures(surface, uvm, clock, ref_v, reference, colours, pbr, same=same)
@@ -161,6 +175,9 @@ def build_deliverables(
             formats = requested_formats(params.get("target_formats"))
             model_files = _export(pool, clock, out_dir, formats, surface, material)
             thumb_name, alpha_name = thumb.result()
+            thumbnails = views.result() if views is not None else {}
+            if pre_remeshed is not None:
+                model_files["pre_remeshed_glb"] = pre_remeshed.result()
     report(1.0)
     clock.timings["total"] = round(time.perf_counter() - started, 4)
     return Deliverables(
@@ -170,6 +187,7 @@ def build_deliverables(
         alpha_thumbnail=alpha_name,
         faces=surface.polygon_count,
         timings=clock.timings,
+        thumbnails=thumbnails,
     )
 
 
@@ -235,6 +253,27 @@ def _thumbnail(
         closed=_closed(surface),
     )
     return thumbnail.write_thumbnails(rgb, alpha, out_dir, bool(params.get("alpha_thumbnail")))
+
+
+def _view_thumbnails(surface: Surface, colours: np.ndarray | None, out_dir: Path) -> dict[str, str]:
+    """`preview_front.png` ... `preview_left.png`: the model from four sides, slightly from above."""
+    names = {}
+    closed = _closed(surface)
+    for view, azimuth in VIEWS.items():
+        rgb, alpha = thumbnail.render(
+            surface.vertices, surface.triangles, surface.normals,
+            colors=None if colours is None else np.asarray(colours, dtype=np.float32) / 255.0,
+            closed=closed, azimuth_deg=azimuth, elevation_deg=VIEW_ELEVATION_DEG,
+        )  # fmt: skip
+        names[view] = thumbnail.write_view(rgb, alpha, out_dir, f"preview_{view}.png")
+    return names
+
+
+def _pre_remeshed(mesh: trimesh.Trimesh, out_dir: Path) -> str:
+    """The cleaned model before remeshing, as GLB with its vertex colours (`model_urls.pre_remeshed_glb`)."""
+    name = "pre_remeshed_model.glb"
+    mesh.export(out_dir / name, file_type="glb")
+    return name
 
 
 def _closed(surface: Surface) -> bool:

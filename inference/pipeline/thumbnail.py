@@ -132,6 +132,15 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
+def write_view(rgb: np.ndarray, alpha: np.ndarray, out_dir: Path, name: str) -> str:
+    """One opaque view on the thumbnail background (for `thumbnail_urls`)."""
+    size = rgb.shape[0]
+    t = np.linspace(0, 1, size)[:, None, None]
+    background = BACKGROUND_TOP * (1 - t) + BACKGROUND_BOTTOM * t
+    Image.fromarray(_to_u8(rgb + background * (1 - alpha[..., None])), "RGB").save(out_dir / name)
+    return name
+
+
 def write_thumbnails(rgb: np.ndarray, alpha: np.ndarray, out_dir: Path, with_alpha: bool) -> tuple[str, str | None]:
     """Write `preview.png` on a light gradient and, if asked, `preview_alpha.png` (RGBA). Returns names."""
     size = rgb.shape[0]

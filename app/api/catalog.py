@@ -1,0 +1,9 @@
+"""Every task resource MeshFoundry serves, in one place: the app mounts them, tests and docs walk them."""
+
+from __future__ import annotations
+
+from app.api.resources import Resource
+from app.api.v1.image_family import RESOURCES as IMAGE_FAMILY
+from app.api.v2.text_to_3d import TEXT_TO_3D
+
+RESOURCES: tuple[Resource, ...] = (TEXT_TO_3D, *IMAGE_FAMILY)

@@ -1,0 +1,50 @@
+"""Media inputs at create time: URLs are checked (and fetched later by the worker), data: URIs decoded now.
+
+A data URI is decoded, sniffed and fully decoded as an image while the request is still open, so an empty,
+truncated, tiny or non-image upload is a 400 before anything is charged. Its bytes are stored as a task input file
+and the task object echoes a short stand-in instead of megabytes of base64 on every GET, list and SSE event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.core.config import Settings
+from app.core.errors import BadRequest
+from app.core.fetch import FetchRefused, check_url, decode_data_uri
+from app.core.images import inspect_image
+
+
+@dataclass
+class MediaInputs:
+    """`refs[field]`: one `{"file": name}` (stored now) or `{"url": url}` (fetched by the worker) per value."""
+
+    refs: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+    echo: dict[str, Any] = field(default_factory=dict)
+
+    async def add(self, name: str, values: list[str], settings: Settings, *, many: bool) -> None:
+        refs, echoed = [], []
+        for index, value in enumerate(values):
+            label = f"{name}[{index}]" if many else name
+            try:
+                if value.startswith("data:"):
+                    content = decode_data_uri(value, max_bytes=settings.fetch_max_bytes)
+                    info = await asyncio.to_thread(inspect_image, content)
+                    filename = f"{name}_{index}{info.extension}"
+                    self.files[filename] = content
+                    refs.append({"file": filename})
+                    echoed.append(f"data:{info.media_type};base64,...({len(content)} bytes, stored)")
+                else:
+                    check_url(value, allow_private=settings.fetch_allow_private)
+                    refs.append({"url": value})
+                    echoed.append(value)
+            except FetchRefused as exc:
+                raise BadRequest(f"Invalid {label}: {exc}") from exc
+        self.refs[name] = refs
+        self.echo[name] = echoed if many else echoed[0]
+
+    def params(self) -> dict[str, Any]:
+        return {**self.echo, "_inputs": self.refs} if self.refs else {}

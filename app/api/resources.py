@@ -1,0 +1,262 @@
+"""One task resource, declared once; one factory gives it Meshy's five verbs.
+
+A `Resource` says what differs between Meshy's task endpoints: its URL, request schema, task types, how a body
+becomes a task (`prepare`: parameters, the input task it builds on, inline files, the price variant), and its
+test-mode sample. Everything else is shared and lives here: create (202 `{"result": id}`, Idempotency-Key, test
+mode, charge, enqueue after commit), get, list (a bare array), delete and the SSE stream. A task is found only
+under the resource that owns its type, so the MCP server's "try GET on each resource" sees clean 404s.
+
+No `from __future__ import annotations` here: the route functions are built in a closure and FastAPI must see
+their annotations as objects (the request model differs per resource).
+"""
+
+import asyncio
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Header, Query, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.api import testmode
+from app.api.deps import ApiKeyAuth, DbSession, Links, ReadSession, State, StreamAuth
+from app.api.errors import error_responses
+from app.api.render import render_task
+from app.api.sse import error_stream, open_task_stream
+from app.api.state import AppState
+from app.api.v2.schemas import TaskCreated
+from app.core.ids import new_id, parse_id
+from app.tasks import service as task_service
+from app.tasks.errors import TaskNotFound
+from app.tasks.models import Task
+from app.tasks.repository import TaskRepository
+from billing.prices import price_of
+from billing.service import Principal
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CreateContext:
+    """What `prepare` may use: the open transaction, the caller and the process state."""
+
+    session: AsyncSession
+    principal: Principal
+    state: AppState
+
+
+@dataclass
+class Prepared:
+    """A create body turned into a task: its type, parameters (echoed and handed to the worker), what it builds on,
+    the price variant ("textured"), and inline input files to store under the task (name -> bytes)."""
+
+    task_type: str
+    params: dict[str, Any]
+    parent_id: uuid.UUID | None = None
+    variant: str | None = None
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Resource:
+    slug: str  # "image-to-3d": operation ids and test-mode samples
+    path: str  # "/openapi/v1/image-to-3d"
+    tag: str
+    request: Any  # the pydantic model (or annotated union) of the create body
+    types: tuple[str, ...]  # the task types listed and found under this URL
+    task_model: type[BaseModel]  # the task object, for OpenAPI
+    prepare: Callable[[CreateContext, Any], Awaitable[Prepared]]
+    summary: str = ""
+
+
+def request_hash(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _ascending(sort_by: str) -> bool:
+    """`+created_at` arrives as " created_at" when the client forgot to encode the plus."""
+    return sort_by.strip() == "created_at" or sort_by.startswith("+")
+
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="Beyond Meshy: retrying a create with the same key and body returns the same task for 24 h "
+        "without a second charge; the same key with another body is a 409.",
+    ),
+]
+
+
+async def create_from(resource: Resource, body: Any, principal: Principal, session: AsyncSession, state: AppState,
+                      idempotency_key: str | None) -> str:  # fmt: skip
+    """Create (or replay) a task of `resource` and enqueue it after the commit; the task id."""
+    idempotency = (
+        task_service.Idempotency(idempotency_key, request_hash(body.model_dump(mode="json")))
+        if idempotency_key
+        else None
+    )
+    task_id = new_id()
+    stored = False
+    try:
+        async with session.begin():
+            prepared = await resource.prepare(CreateContext(session, principal, state), body)
+            price = price_of(
+                prepared.task_type, prepared.params.get("ai_model", ""), state.settings.credit_prices,
+                variant=prepared.variant,
+            )  # fmt: skip
+            created = await task_service.create_task(
+                session, principal=principal, task_type=prepared.task_type, params=prepared.params,
+                registry=state.registry, price=price, parent_id=prepared.parent_id, idempotency=idempotency,
+                priority_head_start_s=state.settings.priority_head_start_s, task_id=task_id,
+            )  # fmt: skip
+            if prepared.files and not created.replayed:
+                stored = True  # inputs are in place before the commit makes the task visible to a worker
+                await asyncio.to_thread(_store_inputs, state, task_id, prepared.files)
+    except BaseException:
+        if stored:
+            await asyncio.to_thread(state.store.delete, task_id)
+        raise
+    if not created.replayed:
+        try:
+            await state.queue.enqueue(created.task.id, created.task.pool, created.task.queued_at)
+        except Exception:  # the task exists and is paid for: the reaper enqueues it once Redis is back
+            log.exception("enqueue of task %s failed; the reaper will retry", created.task.id)
+    return str(created.task.id)
+
+
+def _store_inputs(state: AppState, task_id: uuid.UUID, files: dict[str, bytes]) -> None:
+    for name, content in files.items():
+        state.store.save_input(task_id, name, content)
+
+
+def resource_router(resource: Resource) -> APIRouter:
+    """The five verbs for `resource`; see the module docstring."""
+    router = APIRouter(prefix=resource.path, tags=[resource.tag])
+    types = resource.types
+    op = resource.slug.replace("-", "_")
+
+    def sample(task_id: str) -> Task:
+        task = testmode.SAMPLES.get(parse_id(task_id) or uuid.UUID(int=0))
+        if task is None or task.type not in types:
+            raise TaskNotFound()
+        return task
+
+    @router.post(
+        "", status_code=status.HTTP_202_ACCEPTED, operation_id=f"create_{op}", summary=resource.summary or None,
+        responses=error_responses(400, 401, 402, 404, 409, 413, 429),
+    )  # fmt: skip
+    async def create(
+        body: Annotated[resource.request, Body()],  # type: ignore[name-defined]
+        principal: ApiKeyAuth,
+        session: DbSession,
+        state: State,
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> TaskCreated:
+        """Create a task; answers 202 with its id. Credits are charged now and refunded if it fails."""
+        if principal.test_mode:  # Meshy's test key: the same canned SUCCEEDED task whatever the input
+            return TaskCreated(result=str(testmode.sample_for(resource.slug, body).id))
+        return TaskCreated(result=await create_from(resource, body, principal, session, state, idempotency_key))
+
+    @router.get(
+        "", response_model=None, operation_id=f"list_{op}",
+        responses={200: {"model": list[resource.task_model]}, **error_responses(400, 401, 429)},  # type: ignore[name-defined]
+    )  # fmt: skip
+    async def list_tasks(
+        principal: ApiKeyAuth,
+        session: ReadSession,
+        links: Links,
+        page_num: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+        page_size: Annotated[int, Query(ge=1, le=50)] = 10,
+        sort_by: Annotated[Literal["+created_at", "-created_at", " created_at", "created_at"], Query()] = "-created_at",
+    ) -> JSONResponse:
+        """The caller's tasks as a bare JSON array, newest first unless `sort_by=%2Bcreated_at`."""
+        if principal.test_mode:
+            samples = sorted(
+                (t for t in testmode.SAMPLES.values() if t.type in types), key=lambda t: t.id,
+                reverse=not _ascending(sort_by),
+            )  # fmt: skip
+            page = samples[(page_num - 1) * page_size :][:page_size]
+            return JSONResponse([render_task(t, 0, links) for t in page])
+        views = await task_service.list_tasks(
+            session, account_id=principal.account_id, types=types, page_num=page_num, page_size=page_size,
+            ascending=_ascending(sort_by),
+        )  # fmt: skip
+        # Rendered straight to JSON: the dicts are built to the wire schema already, no second validation pass.
+        return JSONResponse([render_task(v.task, v.preceding_tasks, links) for v in views])
+
+    @router.get(
+        "/{task_id}", response_model=None, operation_id=f"get_{op}",
+        responses={200: {"model": resource.task_model}, **error_responses(401, 404, 429)},
+    )  # fmt: skip
+    async def get_task(task_id: str, principal: ApiKeyAuth, session: ReadSession, links: Links) -> JSONResponse:
+        """One task. Another account's task is a 404."""
+        if principal.test_mode:
+            return JSONResponse(render_task(sample(task_id), 0, links))
+        view = await task_service.get_task(
+            session, account_id=principal.account_id, task_id=parse_id(task_id), types=types
+        )
+        return JSONResponse(render_task(view.task, view.preceding_tasks, links))
+
+    @router.delete("/{task_id}", operation_id=f"delete_{op}", responses=error_responses(401, 404, 429))
+    async def delete_task(task_id: str, principal: ApiKeyAuth, session: DbSession, state: State) -> Response:
+        """Delete a task and its files for good; a later GET is a 404. An unfinished task's credits come back."""
+        if principal.test_mode:
+            sample(task_id)  # canned tasks stay; Meshy's test mode answers 200 without deleting anything
+            return Response(status_code=200)
+        async with session.begin():
+            task = await task_service.delete_task(
+                session, account_id=principal.account_id, task_id=parse_id(task_id), types=types
+            )
+        await asyncio.to_thread(state.store.delete, task.id)
+        return Response(status_code=200)
+
+    @router.get(
+        "/{task_id}/stream",
+        operation_id=f"stream_{op}",
+        responses={
+            200: {"content": {"text/event-stream": {}}, "description": "SSE: `message` events, or one `error` event"},
+            204: {"description": "Reconnect after the terminal event (Last-Event-ID): EventSource stops"},
+            **error_responses(401, 429),
+        },
+    )
+    async def stream_task(
+        task_id: str,
+        caller: StreamAuth,
+        state: State,
+        links: Links,
+        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
+    ) -> Response:
+        """Server-sent events: the full task object now, on each change and every ~10 s; closes after a terminal one.
+
+        Each event is `event: message` with the task JSON on one `data:` line. An unknown (or another account's) id,
+        or a refused `?token=`, gets one `event: error` with `{"status_code": ..., "message": ...}`.
+        """
+        principal = caller.principal
+        if principal is None:
+            return error_stream(401, caller.error or "Invalid stream token")
+        parsed = parse_id(task_id) or uuid.UUID(int=0)
+
+        async def load() -> tuple[Task, int] | None:
+            if principal.test_mode:
+                found = testmode.SAMPLES.get(parsed)
+                return (found, 0) if found is not None and found.type in types else None
+            async with state.reader() as session:
+                repo = TaskRepository(session)
+                task = await repo.get_owned(parsed, principal.account_id, types)
+                return (task, await repo.preceding(task)) if task else None
+
+        return await open_task_stream(
+            hub=state.hub, task_id=parsed, load=load, links=links,
+            last_event_id=last_event_id, keepalive_s=state.settings.sse_keepalive_s,
+            max_lifetime_s=state.settings.sse_max_lifetime_s,
+        )  # fmt: skip
+
+    return router

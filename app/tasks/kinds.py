@@ -1,0 +1,52 @@
+"""What each task type is, independent of HTTP: its output shape and whether it counts toward the queue limit.
+
+The API's resource declarations (`app.api.resources`) and the worker's step table (`inference.jobs.steps`) both
+key on these types; the renderer picks the task object's shape from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from app.tasks.models import TaskType
+
+
+class OutputShape(StrEnum):
+    """How a SUCCEEDED task's outputs appear on the task object (meshy-api.md §20)."""
+
+    MODEL = "model"  # model_urls, texture_urls, thumbnail_url (+ thumbnail_urls)
+    IMAGES = "images"  # image_urls
+    RESULT = "result"  # a nested `result` object (rig, animate and MeshFoundry's extensions)
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    type: str
+    shape: OutputShape
+    # Meshy's queue limit (NoMoreConcurrentTasks) covers the generation endpoints, not the 2D ones (§15).
+    counts_toward_concurrency: bool
+
+
+KINDS: dict[str, TaskKind] = {
+    kind.type: kind
+    for kind in (
+        TaskKind(TaskType.TEXT_TO_3D_PREVIEW.value, OutputShape.MODEL, True),
+        TaskKind(TaskType.TEXT_TO_3D_REFINE.value, OutputShape.MODEL, True),
+        TaskKind(TaskType.IMAGE_TO_3D.value, OutputShape.MODEL, True),
+        TaskKind(TaskType.MULTI_IMAGE_TO_3D.value, OutputShape.MODEL, True),
+        TaskKind(TaskType.TEXT_TO_IMAGE.value, OutputShape.IMAGES, False),
+        TaskKind(TaskType.IMAGE_TO_IMAGE.value, OutputShape.IMAGES, False),
+    )
+}
+COUNTED_TYPES: tuple[str, ...] = tuple(t for t, kind in KINDS.items() if kind.counts_toward_concurrency)
+
+
+def shape_of(task_type: str) -> OutputShape:
+    kind = KINDS.get(task_type)
+    return kind.shape if kind else OutputShape.MODEL
+
+
+def counts_toward_concurrency(task_type: str) -> bool:
+    kind = KINDS.get(task_type)
+    return kind.counts_toward_concurrency if kind else True

@@ -1,0 +1,21 @@
+"""The `outputs` JSON of a task: the contract between the worker that writes it and the API that renders it.
+
+Every value is a file name inside the task's asset folder (served through signed URLs), never a URL or a path.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+
+class TaskOutputs(TypedDict, total=False):
+    # 3D results (OutputShape.MODEL)
+    model: dict[str, str]  # format key ("glb", "obj", "mtl", "fbx", "stl", "usdz", "3mf", "pre_remeshed_glb")
+    textures: list[dict[str, str]]  # one dict per material: base_color, metallic, roughness, normal
+    thumbnail: str  # preview.png
+    alpha_thumbnail: str | None  # preview_alpha.png when alpha_thumbnail was asked for
+    thumbnails: dict[str, str]  # multi_view_thumbnails: front, right, back, left
+    source: str  # raw.ply: the geometry a later task (refine) builds on
+    faces: int
+    # 2D results (OutputShape.IMAGES)
+    images: list[str]  # image_0.png, image_1.png, ...

@@ -1,0 +1,21 @@
+"""One step module per kind of task: what the job runs between claiming a task and publishing its files.
+
+`STEPS[task.type]` is an async `(job, task, work_dir, reporter) -> StepResult`. Claiming, progress, fencing,
+publishing, refunds and the reaper stay in `inference.jobs.generate_model`, shared by every step.
+"""
+
+from __future__ import annotations
+
+from inference.jobs.steps import image_to_3d, images, text_to_3d
+from inference.jobs.steps.common import Step, StepResult
+
+STEPS: dict[str, Step] = {
+    "text-to-3d-preview": text_to_3d.run,
+    "text-to-3d-refine": text_to_3d.run,
+    "image-to-3d": image_to_3d.run,
+    "multi-image-to-3d": image_to_3d.run,
+    "text-to-image": images.run,
+    "image-to-image": images.run,
+}
+
+__all__ = ["STEPS", "Step", "StepResult"]

@@ -1,0 +1,32 @@
+"""Text to 3D: a preview generates geometry from the prompt; a refine textures its preview's geometry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from app.tasks.models import Task
+from inference.jobs.context import JobContext
+from inference.jobs.progress import ProgressReporter
+from inference.jobs.steps.common import SOURCE_MESH, StepResult, fetch_image, input_images, model_result, run_runner
+
+
+async def run(job: JobContext, task: Task, work_dir: Path, reporter: ProgressReporter) -> StepResult:
+    params = {**task.params, "seed": task.seed}
+    inputs: dict[str, Any] = {}
+    if task.parent_id is not None:
+        source = job.store.path_of(task.parent_id, SOURCE_MESH)
+        if source is None:
+            raise RuntimeError("the preview's mesh is no longer available")
+        inputs["preview_mesh"] = source
+    # Meshy: a texture_prompt wins over texture_image_url.
+    if params.get("texture_image_url") and not params.get("texture_prompt"):
+        stored = await input_images(job, task, "texture_image_url", work_dir)
+        # Tasks created before inputs were stored carry the URL itself.
+        inputs["texture_image"] = (
+            stored[0]
+            if stored
+            else await fetch_image(job, params["texture_image_url"], work_dir / "texture_input", "texture_image_url")
+        )
+    artifacts = await run_runner(job, task, inputs, params, work_dir, reporter, 1, 60)
+    return await model_result(artifacts, params, work_dir, reporter, 60)
