@@ -59,9 +59,40 @@ async def sweep_assets(job: JobContext, now: datetime | None = None) -> dict[str
             expired += list(rows.scalars())
     for task_id in expired:
         await asyncio.to_thread(job.store.delete, task_id)
+    inputs = await _sweep_inputs(job)
     stale = await asyncio.to_thread(_stale_work_dirs, root, job.settings.job_timeout_s + 3600)
     for path in stale:
         await asyncio.to_thread(shutil.rmtree, path, True)
-    if expired or stale:
-        log.info("swept %d expired or failed task folders and %d stale work folders", len(expired), len(stale))
-    return {"tasks": len(expired), "work": len(stale)}
+    if expired or stale or inputs:
+        log.info("swept %d expired or failed task folders, %d input folders and %d stale work folders", len(expired),
+                 inputs, len(stale))  # fmt: skip
+    return {"tasks": len(expired), "work": len(stale), "inputs": inputs}
+
+
+async def _sweep_inputs(job: JobContext) -> int:
+    """Uploaded inputs are needed only until their task finishes: remove those of finished tasks, and those of tasks
+    that do not exist and are older than an hour (a create whose transaction failed; a younger one may be a create
+    still in flight)."""
+    folder = job.store.root / ".inputs"
+    ids = await asyncio.to_thread(_task_dirs, folder)
+    finished = (TaskStatus.SUCCEEDED.value, TaskStatus.FAILED.value, TaskStatus.CANCELED.value)
+    doomed: list[uuid.UUID] = []
+    cutoff = time.time() - 3600
+    for start in range(0, len(ids), BATCH):
+        batch = ids[start : start + BATCH]
+        async with job.sessionmaker() as session:
+            rows = dict((await session.execute(select(Task.id, Task.status).where(Task.id.in_(batch)))).all())
+        for task_id in batch:
+            status = rows.get(task_id)
+            if status in finished or (status is None and _mtime(folder / str(task_id)) < cutoff):
+                doomed.append(task_id)
+    for task_id in doomed:
+        await asyncio.to_thread(shutil.rmtree, job.store.inputs_dir(task_id), True)
+    return len(doomed)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0

@@ -44,7 +44,26 @@ async def test_sweep(settings, db) -> None:  # type: ignore[no-untyped-def]
     past = time.time() - settings.job_timeout_s - 7200
     os.utime(old_work, (past, past))
     job = job_context(settings, db, store)
-    assert await sweep_assets(job) == {"tasks": 2, "work": 1}
+    assert await sweep_assets(job) == {"tasks": 2, "work": 1, "inputs": 0}
     assert not store.task_dir(expired).exists() and not store.task_dir(failed).exists()
     assert store.task_dir(fresh).exists() and store.task_dir(unknown).exists()
     assert not old_work.exists() and new_work.exists()
+
+
+async def test_sweep_removes_inputs_of_finished_and_abandoned_tasks(settings, db) -> None:  # type: ignore[no-untyped-def]
+    store = AssetStore(settings.assets_path)
+    async with db() as session, session.begin():
+        account = await billing_service.create_account(session, name="s")
+        pending, done = uuid.uuid4(), uuid.uuid4()
+        for task_id, status in ((pending, "PENDING"), (done, "SUCCEEDED")):
+            session.add(Task(id=task_id, account_id=account.id, type="image-to-3d", status=status,
+                             ai_model="latest", runner="image-inflate", pool="default", params={}, outputs={}))  # fmt: skip
+    abandoned, in_flight = uuid.uuid4(), uuid.uuid4()  # no task row: a failed create, or one not yet committed
+    for task_id in (pending, done, abandoned, in_flight):
+        store.save_input(task_id, "image_url_0.png", b"png")
+    past = time.time() - 7200
+    os.utime(store.inputs_dir(abandoned), (past, past))
+    assert (await sweep_assets(job_context(settings, db, store)))["inputs"] == 2
+    assert store.input_path(pending, "image_url_0.png") is not None
+    assert store.input_path(in_flight, "image_url_0.png") is not None
+    assert not store.inputs_dir(done).exists() and not store.inputs_dir(abandoned).exists()
