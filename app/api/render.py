@@ -15,7 +15,7 @@ from app.tasks.models import Task, TaskStatus, TaskType
 _ECHOED = ("prompt", "negative_prompt", "art_style", "texture_prompt", "texture_image_url", "seed", "ai_model",
            "mode", "model_type", "should_remesh", "topology", "target_polycount", "symmetry_mode", "pose_mode",
            "enable_pbr", "hd_texture", "remove_lighting", "target_formats", "preview_task_id", "moderation",
-           "auto_size", "origin_at", "decimation_mode", "alpha_thumbnail", "image_url", "image_urls",
+           "auto_size", "origin_at", "decimation_mode", "alpha_thumbnail", "image_url",
            "input_task_id", "should_texture", "save_pre_remeshed_model", "image_enhancement",
            "multi_view_thumbnails")  # fmt: skip
 _IMAGE_ECHOED = ("ai_model", "prompt", "generate_multi_view", "aspect_ratio", "pose_mode", "remove_background",
@@ -68,6 +68,8 @@ def _render_model(
     for key in _ECHOED:
         if key in params and params[key] is not None:
             body[key] = params[key]
+    # `image_urls` is not echoed: clients read it as a task's output pictures (Meshy's MCP server lists a
+    # multi-image-to-3d task's `image_urls` as generated images).
     for key in _STRING_DEFAULTS if task.type in _TEXT_TO_3D else _IMAGE_TO_3D_STRING_DEFAULTS:
         body.setdefault(key, "")
     if task.type in _TEXT_TO_3D:

@@ -56,8 +56,8 @@ async def test_sweep_removes_inputs_of_finished_and_abandoned_tasks(settings, db
         account = await billing_service.create_account(session, name="s")
         pending, done = uuid.uuid4(), uuid.uuid4()
         for task_id, status in ((pending, "PENDING"), (done, "SUCCEEDED")):
-            session.add(Task(id=task_id, account_id=account.id, type="image-to-3d", status=status,
-                             ai_model="latest", runner="image-inflate", pool="default", params={}, outputs={}))  # fmt: skip
+            session.add(Task(id=task_id, account_id=account.id, type="image-to-3d", status=status, ai_model="latest",
+                             runner="image-inflate", pool="default", params={}, outputs={}))  # fmt: skip
     abandoned, in_flight = uuid.uuid4(), uuid.uuid4()  # no task row: a failed create, or one not yet committed
     for task_id in (pending, done, abandoned, in_flight):
         store.save_input(task_id, "image_url_0.png", b"png")

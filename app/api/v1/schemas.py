@@ -54,7 +54,11 @@ class _ModelFromImage(_MeshyBody):
 
     def model_params(self) -> dict[str, Any]:
         lowpoly = self.model_type == "lowpoly"
-        remesh = self.should_remesh if self.should_remesh is not None else self.ai_model not in ("latest", "meshy-6")
+        remesh = (
+            self.should_remesh
+            if self.should_remesh is not None
+            else self.ai_model not in ("latest", "meshy-6", "meshy-7")
+        )
         return {
             **self.common_params(),
             "should_texture": self.should_texture,
@@ -150,8 +154,10 @@ class _ImageBody(BaseModel):
 
     @model_validator(mode="after")
     def _ratio(self) -> _ImageBody:
-        if self.generate_multi_view and self.aspect_ratio:
-            raise ValueError("generate_multi_view cannot be combined with aspect_ratio")
+        # Meshy refuses the combination; its own MCP server always sends aspect_ratio "1:1" (its schema default),
+        # and a multi-view set is square anyway, so "1:1" is accepted and any other ratio refused.
+        if self.generate_multi_view and self.aspect_ratio not in (None, "1:1"):
+            raise ValueError("generate_multi_view cannot be combined with aspect_ratio (multi-view images are 1:1)")
         allowed = ("1:1", "3:2", "2:3") if self.ai_model.startswith("gpt-image") else ASPECT_RATIOS[:5]
         if self.ai_model in ("procedural-image", "diffusion-image"):
             allowed = ASPECT_RATIOS

@@ -16,7 +16,9 @@ from tests.conftest import Api, Caller
 from tests.images import blank, data_uri, object_photo
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
-I23D, MULTI, T2I, I2I = (f"/openapi/v1/{r}" for r in ("image-to-3d", "multi-image-to-3d", "text-to-image", "image-to-image"))
+I23D, MULTI, T2I, I2I = (
+    f"/openapi/v1/{r}" for r in ("image-to-3d", "multi-image-to-3d", "text-to-image", "image-to-image")
+)
 
 
 async def wait_terminal(api: Api, caller: Caller, url: str, task_id: str, timeout: float = 120) -> dict[str, Any]:

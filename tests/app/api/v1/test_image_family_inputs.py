@@ -11,7 +11,9 @@ from tests.conftest import Api, Caller, make_caller
 from tests.images import data_uri, object_photo
 
 pytestmark = pytest.mark.asyncio
-I23D, MULTI, T2I, I2I = (f"/openapi/v1/{r}" for r in ("image-to-3d", "multi-image-to-3d", "text-to-image", "image-to-image"))
+I23D, MULTI, T2I, I2I = (
+    f"/openapi/v1/{r}" for r in ("image-to-3d", "multi-image-to-3d", "text-to-image", "image-to-image")
+)
 PNG = object_photo(64)
 PHOTO = data_uri(PNG)
 
@@ -55,7 +57,11 @@ def tiny_png(width: int, height: int) -> bytes:
         (T2I, {"prompt": "a chair"}, "ai_model"),
         (T2I, {"ai_model": "nano-banana"}, "prompt"),
         (T2I, {"ai_model": "nano-banana", "prompt": "  "}, "prompt"),
-        (T2I, {"ai_model": "nano-banana", "prompt": "x", "generate_multi_view": True, "aspect_ratio": "1:1"}, "aspect_ratio"),
+        (
+            T2I,
+            {"ai_model": "nano-banana", "prompt": "x", "generate_multi_view": True, "aspect_ratio": "16:9"},
+            "aspect_ratio",
+        ),
         (T2I, {"ai_model": "gpt-image-2", "prompt": "x", "aspect_ratio": "16:9"}, "aspect_ratio"),
         (T2I, {"ai_model": "dall-e-1", "prompt": "x"}, "ai_model"),
         (I2I, {"ai_model": "nano-banana", "prompt": "x"}, "reference_image_urls"),
@@ -78,9 +84,7 @@ async def test_an_image_over_the_fetch_limit_is_400_and_over_the_body_limit_413(
     response = await api.client.post(I23D, json={"image_url": big}, headers=caller.headers)
     assert response.status_code == 400 and "larger than" in response.json()["message"]
     huge = b'{"image_url": "data:image/png;base64,' + b"A" * (60 * 2**20) + b'"}'
-    response = await api.client.post(
-        I23D, content=huge, headers={**caller.headers, "Content-Type": "application/json"}
-    )
+    response = await api.client.post(I23D, content=huge, headers={**caller.headers, "Content-Type": "application/json"})
     assert response.status_code == 413 and set(response.json()) == {"message"}
 
 
@@ -142,6 +146,18 @@ async def test_text_to_image_prices_a_multi_view_set_once(
     assert task["consumed_credits"] == price
     assert (task["ai_model"], task["generate_multi_view"], task["aspect_ratio"]) == (model, multi_view, "1:1")
     assert task["image_urls"] == [] and "model_urls" not in task
+
+
+async def test_multi_view_accepts_the_square_ratio_meshys_mcp_server_always_sends(api: Api, caller: Caller) -> None:
+    body = {"ai_model": "nano-banana", "prompt": "a robot", "generate_multi_view": True, "aspect_ratio": "1:1"}
+    assert (await api.client.post(T2I, json=body, headers=caller.headers)).status_code == 202
+
+
+async def test_multi_image_does_not_echo_its_views_as_image_urls(api: Api, caller: Caller) -> None:
+    body = {"image_urls": [PHOTO, "https://example.com/side.png"], "ai_model": "meshy-7"}
+    task_id = (await api.client.post(MULTI, json=body, headers=caller.headers)).json()["result"]
+    task = (await api.client.get(f"{MULTI}/{task_id}", headers=caller.headers)).json()
+    assert "image_urls" not in task and task["ai_model"] == "meshy-7" and task["should_remesh"] is False
 
 
 async def test_echoes_inputs_without_inline_bytes(api: Api, caller: Caller) -> None:

@@ -224,15 +224,21 @@ async def test_refine_projects_a_texture_image_and_refuses_private_urls(api: Api
     r, g, b = np.asarray(texture.convert("RGB"), dtype=float).reshape(-1, 3).mean(axis=0)
     assert b > r + 40 and b > g + 40, "the projected image colours the texture"
 
+    assert len(refined["texture_image_url"]) < 100, "the data URI is stored, not echoed back in full"
+    # A literal private address is known to be refused at create: a 400, nothing charged.
     private = {**body, "texture_image_url": "http://127.0.0.1:5432/texture.png"}
+    refused = await api.client.post(URL, json=private, headers=caller.headers)
+    assert refused.status_code == 400 and "private or reserved" in refused.json()["message"]
+    # A name is resolved by the worker's guarded fetch: this one never resolves, so the task fails and is refunded.
+    unresolvable = {**body, "texture_image_url": "https://texture.invalid/t.png"}
     failed = await wait_terminal(
-        api, caller, (await api.client.post(URL, json=private, headers=caller.headers)).json()["result"]
+        api, caller, (await api.client.post(URL, json=unresolvable, headers=caller.headers)).json()["result"]
     )
     assert failed["status"] == "FAILED"
     assert failed["task_error"]["type"] == "invalid_input"
     assert failed["task_error"]["code"] == "invalid_input"  # with a code, Meshy always sends its doc_url
     assert failed["task_error"]["doc_url"] == "https://docs.meshy.ai/en/api/errors#invalid-input"
-    assert "private or reserved" in failed["task_error"]["message"]
+    assert "texture_image_url" in failed["task_error"]["message"]
     assert failed["consumed_credits"] == 0
     bad_scheme = await api.client.post(
         URL, json={**body, "texture_image_url": "file:///etc/passwd"}, headers=caller.headers
