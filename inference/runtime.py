@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +40,14 @@ def diffusion_image_spec(models_dir: Path, vram_gb: float, cutout_model: Path | 
         return None
     from inference.runners.diffusion_image import DiffusionImageRunner  # torch + diffusers: only where weights are
 
+    # Optional `meshfoundry.json` beside the weights: {"base_size": 1024, "num_inference_steps": 30,
+    # "guidance_scale": 7.5} (SDXL-class checkpoints want base_size 1024; SD 1.5 the default 512).
+    options_file = model_dir / "meshfoundry.json"
+    known = ("base_size", "num_inference_steps", "guidance_scale")
+    options = json.loads(options_file.read_text()) if options_file.exists() else {}
+    kwargs = {key: options[key] for key in known if key in options}
     return RunnerSpec(
-        "diffusion-image", lambda: DiffusionImageRunner(model_dir, cutout_model=cutout_model).load(), vram_gb
+        "diffusion-image", lambda: DiffusionImageRunner(model_dir, cutout_model=cutout_model, **kwargs).load(), vram_gb
     )
 
 
