@@ -7,6 +7,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+# Meshy's image aspect ratios (text-to-image and image-to-image) as width:height, shared by the 2D runners.
+ASPECT_RATIOS: dict[str, tuple[int, int]] = {
+    "1:1": (1, 1),
+    "16:9": (16, 9),
+    "9:16": (9, 16),
+    "4:3": (4, 3),
+    "3:4": (3, 4),
+    "3:2": (3, 2),
+    "2:3": (2, 3),
+}
+
 # Called with a fraction in [0, 1]; may be called from a worker thread.
 ProgressCallback = Callable[[float], None]
 

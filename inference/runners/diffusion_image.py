@@ -35,7 +35,7 @@ import torch
 from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image, DiffusionPipeline
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from inference.runners.base import InputRejected, ProgressCallback, RunnerArtifacts
+from inference.runners.base import ASPECT_RATIOS, InputRejected, ProgressCallback, RunnerArtifacts
 from inference.runners.shap_e import ModelLoadError, _weight_bytes_on_disk
 
 logger = logging.getLogger(__name__)
@@ -45,16 +45,6 @@ __all__ = ["ASPECT_RATIOS", "DiffusionImageRunner", "ModelLoadError", "available
 # Share of the progress bar for each phase: loading (when lazy), denoising every image, then saving.
 LOADED_AT = 0.05
 DENOISED_AT = 0.95
-# Meshy's aspect ratios (text-to-image and image-to-image), as width:height.
-ASPECT_RATIOS: dict[str, tuple[int, int]] = {
-    "1:1": (1, 1),
-    "16:9": (16, 9),
-    "9:16": (9, 16),
-    "4:3": (4, 3),
-    "3:4": (3, 4),
-    "3:2": (3, 2),
-    "2:3": (2, 3),
-}
 DEFAULT_ASPECT_RATIO = "1:1"
 MULTI_VIEW_SUFFIXES = (", front view", ", right side view", ", back view")
 POSE_SUFFIXES = {"a-pose": ", standing in an A-pose", "t-pose": ", standing in a T-pose"}

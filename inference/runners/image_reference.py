@@ -31,20 +31,11 @@ from scipy import ndimage
 
 from inference.pipeline import thumbnail
 from inference.runners import cutout, image_inflate
-from inference.runners.base import ProgressCallback, RunnerArtifacts
+from inference.runners.base import ASPECT_RATIOS, ProgressCallback, RunnerArtifacts
 from inference.runners.procedural import ProceduralRunner, prompt_words
 from inference.runners.procedural_paint import COLOR_WORDS, paint
 
 LONG_SIDE = 1024
-ASPECT_RATIOS: dict[str, tuple[int, int]] = {
-    "1:1": (1, 1),
-    "16:9": (16, 9),
-    "9:16": (9, 16),
-    "4:3": (4, 3),
-    "3:4": (3, 4),
-    "3:2": (3, 2),
-    "2:3": (2, 3),
-}
 # Front, right side, back: the views a visual-hull carver expects, all at elevation 0.
 MULTI_VIEW_AZIMUTHS = (0.0, 90.0, 180.0)
 # Multi-view cameras sit this many object sizes away, which makes the perspective negligible (about a pixel at

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.api.v2.schemas import PROMPT_MAX, TaskError, _MeshyBody
+from app.api.v2.schemas import PROMPT_MAX, TaskError, _MeshyBody, reject_nul
 
 MEDIA_PREFIXES = ("http://", "https://", "data:image/png", "data:image/jpeg", "data:image/jpg")
 ASPECT_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3")
@@ -141,9 +141,7 @@ class _ImageBody(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _no_nul(cls, data: Any) -> Any:
-        if isinstance(data, dict) and any(isinstance(v, str) and "\x00" in v for v in data.values()):
-            raise ValueError("strings must not contain NUL characters")
-        return data
+        return reject_nul(data)
 
     @field_validator("prompt")
     @classmethod

@@ -14,6 +14,23 @@ Format = Literal["glb", "obj", "fbx", "stl", "usdz", "3mf"]
 ArtStyle = Literal["realistic", "sculpture", "cartoon", "low-poly", "pbr"]
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return False
+
+
+def reject_nul(data: Any) -> Any:
+    """Postgres text and JSONB cannot hold U+0000: refuse it anywhere in a body as a 400 rather than fail at INSERT."""
+    if _has_nul(data):
+        raise ValueError("strings must not contain NUL characters")
+    return data
+
+
 class _MeshyBody(BaseModel):
     # Real clients send deprecated and invented fields (loop, frame_rate...): ignore what we don't know.
     model_config = ConfigDict(extra="ignore")
@@ -31,10 +48,7 @@ class _MeshyBody(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _no_nul(cls, data: Any) -> Any:
-        # Postgres text and JSONB cannot hold U+0000: refuse it here as a 400 rather than fail at INSERT.
-        if isinstance(data, dict) and any(isinstance(v, str) and "\x00" in v for v in data.values()):
-            raise ValueError("strings must not contain NUL characters")
-        return data
+        return reject_nul(data)
 
     @field_validator("target_formats")
     @classmethod

@@ -52,6 +52,8 @@ def tiny_png(width: int, height: int) -> bytes:
         (I23D, {"image_url": PHOTO, "model_type": "voxel"}, "model_type"),
         (I23D, {"image_url": PHOTO, "ai_model": "meshy-1"}, "ai_model"),
         (MULTI, {"image_urls": []}, "between 1 and 4"),
+        (MULTI, {"image_urls": ["https://example.com/a\x00.png"]}, "NUL"),
+        (MULTI, {"image_urls": [42]}, "image_urls"),
         (MULTI, {"image_urls": [PHOTO] * 5}, "between 1 and 4"),
         (MULTI, {"image_urls": [PHOTO, "data:image/png;base64,"]}, "image_urls[1]"),
         (T2I, {"prompt": "a chair"}, "ai_model"),
