@@ -28,6 +28,13 @@ class NoMoreConcurrentTasks(AppError):
     message = "NoMoreConcurrentTasks"
 
 
+class NoMorePendingTasks(AppError):
+    """Too many unfinished tasks outside the queue limit (2D images): wait for some to finish."""
+
+    status_code = 429
+    message = "NoMorePendingTasks"
+
+
 class IdempotencyKeyReused(Conflict):
     message = "Idempotency-Key was already used with a different request body"
 

@@ -43,7 +43,12 @@ def price_of(
     task_type: str, ai_model: str, overrides: Mapping[str, int] | None = None, *, variant: str | None = None
 ) -> int:
     """Credits for one task; unknown types are free (and say so in docs/billing.md)."""
-    table = {**DEFAULT_PRICES, **(overrides or {})}
     keys = [f"{task_type}:{ai_model}:{variant}", f"{task_type}:{variant}"] if variant else []
     keys += [f"{task_type}:{ai_model}", task_type]
-    return next((table[key] for key in keys if key in table), 0)
+    # An operator's override wins over every default, whatever its key's rank: {"image-to-3d:meshy-6": 0} makes
+    # meshy-6 free, textured or not, although the defaults have a more specific "image-to-3d:textured".
+    for table in (overrides or {}, DEFAULT_PRICES):
+        for key in keys:
+            if key in table:
+                return table[key]
+    return 0

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.clock import utcnow
 from app.core.errors import BadRequest, Unauthorized
 from billing import keys
-from billing.errors import InsufficientCredits, NoMoreConcurrentTasks, UnknownPlan
+from billing.errors import InsufficientCredits, NoMoreConcurrentTasks, NoMorePendingTasks, UnknownPlan
 from billing.models import Account, ApiKey, LedgerEntry, Plan
 from billing.repository import BillingRepository
 
@@ -127,6 +127,17 @@ async def reserve_task_slot(session: AsyncSession, *, principal: Principal, unfi
     """
     if unfinished >= principal.max_concurrent_tasks:
         raise NoMoreConcurrentTasks()
+
+
+# Tasks outside Meshy's queue limit (text-to-image, image-to-image) may still not flood the shared queue: an account
+# holds at most this many times its plan's queue limit of them unfinished (429 NoMorePendingTasks past that).
+PENDING_FACTOR = 5
+
+
+async def reserve_pending_slot(session: AsyncSession, *, principal: Principal, unfinished: int) -> None:
+    """Raise NoMorePendingTasks when the account already has too many unfinished tasks of the uncounted kinds."""
+    if unfinished >= principal.max_concurrent_tasks * PENDING_FACTOR:
+        raise NoMorePendingTasks()
 
 
 async def lock_account(session: AsyncSession, *, account_id: uuid.UUID) -> Account:

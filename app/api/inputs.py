@@ -14,7 +14,15 @@ from typing import Any
 from app.core.config import Settings
 from app.core.errors import BadRequest
 from app.core.fetch import FetchRefused, check_url, decode_data_uri
-from app.core.images import inspect_image
+from app.core.images import ImageInfo, inspect_image
+
+# Data URIs decoded at once in one API process; the rest wait their turn rather than pile up in memory.
+_DECODING = asyncio.Semaphore(2)
+
+
+def _decode(uri: str, max_bytes: int) -> tuple[bytes, ImageInfo]:
+    content = decode_data_uri(uri, max_bytes=max_bytes)
+    return content, inspect_image(content)
 
 
 @dataclass
@@ -31,8 +39,8 @@ class MediaInputs:
             label = f"{name}[{index}]" if many else name
             try:
                 if value.startswith("data:"):
-                    content = decode_data_uri(value, max_bytes=settings.fetch_max_bytes)
-                    info = await asyncio.to_thread(inspect_image, content)
+                    async with _DECODING:  # each decode may take ~100 MB for a moment: a few at a time
+                        content, info = await asyncio.to_thread(_decode, value, settings.fetch_max_bytes)
                     filename = f"{name}_{index}{info.extension}"
                     self.files[filename] = content
                     refs.append({"file": filename})

@@ -98,11 +98,16 @@ IdempotencyKeyHeader = Annotated[
 async def create_from(resource: Resource, body: Any, principal: Principal, session: AsyncSession, state: AppState,
                       idempotency_key: str | None) -> str:  # fmt: skip
     """Create (or replay) a task of `resource` and enqueue it after the commit; the task id."""
-    idempotency = (
-        task_service.Idempotency(idempotency_key, request_hash(body.model_dump(mode="json")))
-        if idempotency_key
-        else None
-    )
+    idempotency = None
+    if idempotency_key:
+        digest = await asyncio.to_thread(request_hash, {"resource": resource.slug, **body.model_dump(mode="json")})
+        idempotency = task_service.Idempotency(idempotency_key, digest)
+        # A retry gets its task back before anything is prepared again: its input task may be gone since, and its
+        # data URIs need no second decode. (create_task checks again under the account lock, for racing retries.)
+        async with session.begin():
+            replay = await task_service.find_replay(session, account_id=principal.account_id, idempotency=idempotency)
+        if replay is not None:
+            return str(replay.id)
     task_id = new_id()
     stored = False
     try:

@@ -18,6 +18,7 @@ from urllib.parse import SplitResult, unquote_to_bytes, urljoin, urlsplit
 import httpx
 
 MAX_REDIRECTS = 3
+MAX_URL_LENGTH = 4096
 _SIGNATURES = {
     "image/png": (b"\x89PNG\r\n\x1a\n",),
     "image/jpeg": (b"\xff\xd8\xff",),
@@ -101,12 +102,20 @@ def check_url(url: str, *, allow_private: bool = False) -> None:
     private address (or localhost) is refused at once. Names are resolved and checked again when fetched."""
     if url.startswith("data:"):
         return
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if len(url) > MAX_URL_LENGTH:
+        raise FetchRefused(f"URL longer than {MAX_URL_LENGTH} characters")
+    try:
+        parts = urlsplit(url)
+        hostname, _port = parts.hostname, parts.port  # .port raises ValueError when out of range
+        if hostname:
+            hostname.encode("idna")  # an empty or over-long label, or characters IDNA refuses
+    except (ValueError, UnicodeError) as exc:
+        raise FetchRefused("malformed URL") from exc
+    if parts.scheme not in ("http", "https") or not hostname:
         raise FetchRefused("only http(s) URLs and data URIs are accepted")
     if allow_private:
         return
-    host = parts.hostname.rstrip(".").lower()
+    host = hostname.rstrip(".").lower()
     if host == "localhost" or host.endswith(".localhost"):
         raise FetchRefused("URL points to a private or reserved address")
     try:
@@ -134,6 +143,8 @@ async def fetch(
             return await _download(url, allowed=allowed, max_bytes=max_bytes, allow_private=allow_private)
     except TimeoutError as exc:
         raise FetchRefused(f"the URL did not answer within {timeout_s:g} s") from exc
+    except (ValueError, UnicodeError, httpx.InvalidURL) as exc:  # a bad port or host name, here or in a redirect
+        raise FetchRefused("malformed URL") from exc
 
 
 async def _download(url: str, *, allowed: tuple[str, ...], max_bytes: int, allow_private: bool) -> Fetched:

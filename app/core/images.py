@@ -12,7 +12,8 @@ from app.core.fetch import FetchRefused, sniff
 
 IMAGE_TYPES = ("image/png", "image/jpeg")
 MIN_SIDE = 32
-MAX_PIXELS = 64_000_000  # 8000 x 8000: beyond this PIL would spend seconds and gigabytes decoding
+MAX_SIDE = 8192  # the workers refuse longer sides too (inference.runners.cutout.load_rgba)
+MAX_PIXELS = 25_000_000  # 5000 x 5000: decoding one costs ~100 MB and a fraction of a second
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,10 @@ def inspect_image(content: bytes) -> ImageInfo:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(content)) as image:
                 width, height = image.size
-                if width * height > MAX_PIXELS:
-                    raise FetchRefused(f"the image is {width}x{height} pixels; at most {MAX_PIXELS} are accepted")
+                if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
+                    raise FetchRefused(
+                        f"the image is {width}x{height} pixels; at most {MAX_PIXELS} pixels and {MAX_SIDE} on a side"
+                    )
                 image.load()  # a truncated file fails here, not at open
     except FetchRefused:
         raise

@@ -40,6 +40,7 @@ KINDS: dict[str, TaskKind] = {
     )
 }
 COUNTED_TYPES: tuple[str, ...] = tuple(t for t, kind in KINDS.items() if kind.counts_toward_concurrency)
+UNCOUNTED_TYPES: tuple[str, ...] = tuple(t for t, kind in KINDS.items() if not kind.counts_toward_concurrency)
 
 
 def shape_of(task_type: str) -> OutputShape:

@@ -21,7 +21,7 @@ from app.tasks.errors import (
     TaskNotFound,
     UnsupportedModel,
 )
-from app.tasks.kinds import COUNTED_TYPES, counts_toward_concurrency
+from app.tasks.kinds import COUNTED_TYPES, UNCOUNTED_TYPES, counts_toward_concurrency
 from app.tasks.models import Task, TaskStatus, TaskType
 from app.tasks.repository import TaskRepository
 from billing import service as billing_service
@@ -89,9 +89,13 @@ async def create_task(
         replay = await _replay(repo, principal.account_id, idempotency)
         if replay is not None:
             return Created(replay, replayed=True)
-    if counts_toward_concurrency(task_type):  # the 2D resources never hit NoMoreConcurrentTasks
+    if counts_toward_concurrency(task_type):
         await billing_service.reserve_task_slot(
             session, principal=principal, unfinished=await repo.count_unfinished(principal.account_id, COUNTED_TYPES)
+        )
+    else:  # the 2D resources never hit NoMoreConcurrentTasks, but one account may not flood the shared queue
+        await billing_service.reserve_pending_slot(
+            session, principal=principal, unfinished=await repo.count_unfinished(principal.account_id, UNCOUNTED_TYPES)
         )
     task = Task(
         id=task_id or new_id(),
@@ -125,6 +129,11 @@ def queue_position(now: datetime, priority: int, head_start_s: float) -> datetim
     """
     ahead = max(0.0, min(MAX_HEAD_START_S, priority * head_start_s))
     return now - timedelta(seconds=ahead)
+
+
+async def find_replay(session: AsyncSession, *, account_id: uuid.UUID, idempotency: Idempotency) -> Task | None:
+    """The task an earlier create with this Idempotency-Key made (409 if the body differs), or None."""
+    return await _replay(TaskRepository(session), account_id, idempotency)
 
 
 async def _replay(repo: TaskRepository, account_id: uuid.UUID, idempotency: Idempotency) -> Task | None:
@@ -179,6 +188,8 @@ async def resolve_input_task(
         )
     if task.status != TaskStatus.SUCCEEDED.value:
         raise InputTaskNotReady(f"Task not ready: the {field} task has not succeeded")
+    if task.expires_at is not None and task.expires_at <= utcnow():
+        raise InvalidInputTask(f"Invalid {field}: the task's results have expired")
     return task
 
 

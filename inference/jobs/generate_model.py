@@ -16,6 +16,7 @@ from typing import Any
 from app.core.assets import AssetStore
 from app.core.clock import utcnow
 from app.tasks import service as task_service
+from app.tasks.kinds import OutputShape, shape_of
 from app.tasks.models import Task, TaskStatus
 from app.tasks.repository import TaskRepository
 from inference.jobs.context import LOST_WORKER, TIMED_OUT, InvalidInput, JobContext, task_error
@@ -61,7 +62,8 @@ async def generate_model(ctx: dict[str, Any], task_id: str) -> str:
         raise
     except Exception:
         log.exception("task %s failed", tid)
-        await _fail(job, task, task_error("Failed to generate the model. Please retry."))
+        what = "images" if shape_of(task.type) is OutputShape.IMAGES else "model"
+        await _fail(job, task, task_error(f"Failed to generate the {what}. Please retry."))
         return "failed"
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -67,9 +67,22 @@ class Cutout:
         return np.asarray(full, dtype=np.float32) / 255.0
 
 
-def load_rgba(path: Path, *, min_side: int = 32, max_side: int = 8192) -> np.ndarray:
-    """Decode a picture (EXIF orientation applied) to uint8 HxWx4, or raise `InputRejected` saying why not."""
-    with open(path, "rb") as handle:
+WORK_LONG_SIDE = 2048  # every picture is reduced to this before any processing: bounded memory and time
+
+
+def load_rgba(
+    path: Path, *, min_side: int = 32, max_side: int = 8192, work_side: int | None = WORK_LONG_SIDE
+) -> np.ndarray:
+    """Decode a picture (EXIF orientation applied) to uint8 HxWx4, or raise `InputRejected` saying why not.
+
+    Pictures whose long side exceeds `work_side` are reduced while decoding (JPEG's draft mode decodes at a fraction
+    of the size), so an 8000x8000 upload costs about what a 2048x2048 one does.
+    """
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 (closed below; a vanished input is the caller's, not ours)
+    except FileNotFoundError:
+        raise InputRejected("an input image is no longer available (its task was deleted or expired)") from None
+    with handle:
         try:
             image = Image.open(handle)
         except Image.DecompressionBombError:
@@ -85,12 +98,24 @@ def load_rgba(path: Path, *, min_side: int = 32, max_side: int = 8192) -> np.nda
                     f"image is {width}x{height} pixels; it must be at most {max_side} pixels on each side"
                 )
             try:
+                if work_side is not None and max(width, height) > work_side:
+                    image.draft(image.mode, (work_side, work_side))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
+                    image.load()
+                    _shrink(image, work_side)
                 image.load()
                 upright = ImageOps.exif_transpose(image)
                 rgba = _to_rgba(upright)
             except (OSError, ValueError, SyntaxError, EOFError, IndexError):
                 raise InputRejected("the image is damaged or incomplete and could not be decoded") from None
     return rgba
+
+
+def _shrink(image: Image.Image, side: int) -> None:
+    """Reduce in place to at most `side` on the long side; modes PIL cannot filter keep their decoded size."""
+    try:
+        image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    except (ValueError, OSError):
+        pass
 
 
 def _to_rgba(image: Image.Image) -> np.ndarray:

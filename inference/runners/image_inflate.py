@@ -134,7 +134,7 @@ class ImageInflateRunner:
         texture_prompt = params.get("texture_prompt")
         texture_image = inputs.get("texture_image")
         if texture_image is not None and not texture_prompt:
-            picture = load_rgba(Path(texture_image))[..., :3].astype(np.float32)
+            picture = load_rgba(Path(texture_image), work_side=COLOUR_SIDE)[..., :3].astype(np.float32)
             lo, hi = pixels.min(axis=0), pixels.max(axis=0)
             size = np.array(picture.shape[1::-1], dtype=np.float64)
             where = (pixels - lo) / np.maximum(hi - lo, 1e-9) * (size - 1)

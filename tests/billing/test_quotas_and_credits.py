@@ -203,3 +203,13 @@ async def test_rate_limit_holds_across_api_processes(api: Api, caller: Caller, s
         calls = [c.get("/openapi/v1/balance", headers=caller.headers) for c in (api.client, other) for _ in range(8)]
         codes = [r.status_code for r in await asyncio.gather(*calls)]
     assert codes.count(429) == 10, codes  # 16 requests against one budget of 6, not 6 per instance
+
+
+async def test_an_operator_override_wins_over_every_default() -> None:
+    from billing.prices import price_of
+
+    assert price_of("image-to-3d", "meshy-6", variant="textured") == 30
+    assert price_of("image-to-3d", "meshy-5", variant="textured") == 15
+    assert price_of("image-to-3d", "meshy-6", {"image-to-3d:meshy-6": 0}, variant="textured") == 0
+    assert price_of("image-to-3d", "latest", {"image-to-3d": 7}, variant="textured") == 7
+    assert price_of("text-to-image", "nano-banana-pro") == 9 and price_of("unknown-type", "x") == 0

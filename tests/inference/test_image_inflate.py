@@ -248,3 +248,20 @@ def test_unusable_files_are_rejected(model: Path, tmp_path: Path) -> None:
     with pytest.raises(InputRejected, match="not an image") as rejected:
         run(model, junk, tmp_path / "out")
     assert "/" not in str(rejected.value)  # messages carry no paths
+
+
+def test_large_pictures_are_reduced_while_decoding(tmp_path: Path) -> None:
+    from inference.runners.cutout import WORK_LONG_SIDE, load_rgba
+
+    for fmt in ("PNG", "JPEG"):
+        path = tmp_path / f"wide.{fmt.lower()}"
+        Image.new("RGB", (4000, 1000), (200, 30, 30)).save(path, fmt)
+        rgba = load_rgba(path)
+        assert max(rgba.shape[:2]) <= WORK_LONG_SIDE and rgba.shape[1] > 3 * rgba.shape[0]
+
+
+def test_a_vanished_input_is_the_callers_problem_not_a_crash(tmp_path: Path) -> None:
+    from inference.runners.cutout import load_rgba
+
+    with pytest.raises(InputRejected, match="no longer available"):
+        load_rgba(tmp_path / "gone.png")

@@ -13,9 +13,14 @@ ASPECT_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3")
 IMAGE_PROMPT_MAX = 2000  # Meshy documents no limit for the 2D prompts
 
 
+MAX_URL_LENGTH = 4096  # a data URI is stored at create and may be longer (up to FETCH_MAX_BYTES)
+
+
 def _media(value: str, name: str) -> str:
     if not value.startswith(MEDIA_PREFIXES):
         raise ValueError(f"{name} must be a public http(s) URL or a data:image/png or data:image/jpeg URI")
+    if not value.startswith("data:") and len(value) > MAX_URL_LENGTH:
+        raise ValueError(f"{name} must be at most {MAX_URL_LENGTH} characters (or a data: URI)")
     return value
 
 

@@ -15,12 +15,18 @@ ArtStyle = Literal["realistic", "sculpture", "cartoon", "low-poly", "pbr"]
 
 
 def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, list | tuple):
-        return any(_has_nul(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    """Whether any string in a parsed JSON value holds U+0000; iterative, so deep nesting cannot overflow the stack."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
     return False
 
 
@@ -163,6 +169,8 @@ class TextTo3DRefine(_MeshyBody):
     def _url_or_data_uri(cls, value: str) -> str:
         if value and not value.startswith(("http://", "https://", "data:image/png", "data:image/jpeg")):
             raise ValueError("must be an http(s) URL or a data:image/png / data:image/jpeg URI")
+        if value and not value.startswith("data:") and len(value) > 4096:
+            raise ValueError("must be at most 4096 characters (or a data: URI)")
         return value
 
     def to_params(self, preview_params: dict[str, Any]) -> dict[str, Any]:

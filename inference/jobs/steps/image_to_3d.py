@@ -17,8 +17,15 @@ async def run(job: JobContext, task: Task, work_dir: Path, reporter: ProgressRep
     # input_task_id wins over URLs (Meshy, Apr 2026).
     images = parent_images(job, task) or await input_images(job, task, field, work_dir)
     inputs: dict[str, Any] = {"images": images}
-    # texture_prompt wins over texture_image_url (§22.14); the runner only sees the winner.
-    if params.get("should_texture", True) and params.get("texture_image_url") and not params.get("texture_prompt"):
+    # texture_prompt wins over texture_image_url (§22.14); the runner only sees the winner. The multi-view reference
+    # colours from the views themselves and has no use for a texture picture, so it is not fetched for it.
+    wants_texture_image = task.type == TaskType.IMAGE_TO_3D.value or len(images) == 1
+    if (
+        wants_texture_image
+        and params.get("should_texture", True)
+        and params.get("texture_image_url")
+        and not params.get("texture_prompt")
+    ):
         inputs["texture_image"] = (await input_images(job, task, "texture_image_url", work_dir))[0]
     artifacts = await run_runner(job, task, inputs, params, work_dir, reporter, 1, 50)
     return await model_result(artifacts, params, work_dir, reporter, 50)

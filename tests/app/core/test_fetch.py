@@ -143,3 +143,22 @@ class TestDataUris:
             await get("data:image/png;base64,@@@")
         with pytest.raises(FetchRefused, match="content is not"):
             await get("data:image/png;base64," + base64.b64encode(b"GIF89a....").decode())
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://[::1", "https://example.com:99999/a.png", "http://a..b/x.png", "https://" + "a" * 70 + ".com/x.png",
+     "https://example.com/" + "a" * 5000, "ftp://example.com/a.png", "http://127.0.0.1/a.png", "http://localhost/x",
+     "http://[::ffff:10.0.0.1]/x"],
+)  # fmt: skip
+async def test_check_url_refuses_what_can_be_known_without_the_network(url: str) -> None:
+    from app.core.fetch import check_url
+
+    with pytest.raises(FetchRefused):
+        check_url(url)
+
+
+async def test_a_malformed_url_is_refused_by_fetch_too() -> None:
+    for url in ("https://example.com:99999/a.png", "http://a..b/x.png"):
+        with pytest.raises(FetchRefused):
+            await fetch(url, allowed=IMAGES, max_bytes=1000, timeout_s=5)

@@ -171,3 +171,76 @@ async def test_echoes_inputs_without_inline_bytes(api: Api, caller: Caller) -> N
     assert task["texture_image_url"] == "https://example.com/t.png" and task["texture_prompt"] == "gold"
     assert (task["model_type"], task["topology"], task["should_texture"]) == ("lowpoly", "triangle", True)
     assert task["type"] == "image-to-3d" and "prompt" not in task
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"image_url": "https://example.com/" + "a" * 5000}, "at most 4096"),
+        ({"image_url": "http://[::1"}, "malformed"),
+        ({"image_url": "https://example.com:99999/a.png"}, "malformed"),
+        ({"image_url": "http://a..b/x.png"}, "malformed"),
+        ({"image_url": PHOTO, "extra": [[[[{"a": ["b"]}]]]]}, ""),
+    ],
+)
+async def test_odd_urls_are_400s_at_create(api: Api, caller: Caller, body: dict[str, Any], fragment: str) -> None:
+    response = await api.client.post(I23D, json=body, headers=caller.headers)
+    if not fragment:  # unknown fields, however nested, are ignored
+        assert response.status_code == 202, response.text
+        return
+    assert response.status_code == 400, response.text
+    assert fragment in response.json()["message"]
+
+
+async def test_deeply_nested_bodies_are_400s_not_500s(api: Api, caller: Caller) -> None:
+    body = '{"ai_model": "nano-banana", "prompt": "x", "extra": ' + "[" * 2000 + "]" * 2000 + "}"
+    response = await api.client.post(T2I, content=body, headers={**caller.headers, "Content-Type": "application/json"})
+    assert response.status_code in (202, 400) and response.status_code != 500
+
+
+async def test_a_picture_too_large_to_decode_is_refused_at_create(api: Api, caller: Caller) -> None:
+    response = await api.client.post(I23D, json={"image_url": data_uri(tiny_png(6000, 6000))}, headers=caller.headers)
+    assert response.status_code == 400 and "at most" in response.json()["message"]
+
+
+async def test_2d_tasks_have_their_own_pending_limit(api: Api, caller: Caller) -> None:
+    body = {"ai_model": "nano-banana", "prompt": "a chair"}
+    for _ in range(50):  # the pro plan's queue limit of 10, five times over
+        assert (await api.client.post(T2I, json=body, headers=caller.headers)).status_code == 202
+    refused = await api.client.post(T2I, json=body, headers=caller.headers)
+    assert refused.status_code == 429 and refused.json() == {"message": "NoMorePendingTasks"}
+    # The 3D queue is separate.
+    assert (await api.client.post(I23D, json={"image_url": PHOTO}, headers=caller.headers)).status_code == 202
+
+
+async def _succeeded_image_task(db, caller: Caller, expires_in_s: float = 3600) -> str:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from app.core.clock import utcnow
+    from app.tasks.models import Task
+
+    async with db() as session, session.begin():
+        task = Task(account_id=caller.account_id, type="text-to-image", status="SUCCEEDED", ai_model="nano-banana",
+                    runner="procedural-image", pool="default", params={}, outputs={"images": ["image_0.png"]},
+                    expires_at=utcnow() + timedelta(seconds=expires_in_s))  # fmt: skip
+        session.add(task)
+    return str(task.id)
+
+
+async def test_an_idempotent_retry_returns_its_task_even_after_the_input_task_is_gone(
+    api: Api, caller: Caller, db
+) -> None:  # type: ignore[no-untyped-def]
+    parent = await _succeeded_image_task(db, caller)
+    headers = {**caller.headers, "Idempotency-Key": "retry-1"}
+    first = await api.client.post(I23D, json={"input_task_id": parent}, headers=headers)
+    assert first.status_code == 202
+    assert (await api.client.delete(f"{T2I}/{parent}", headers=caller.headers)).status_code == 200
+    again = await api.client.post(I23D, json={"input_task_id": parent}, headers=headers)
+    assert again.status_code == 202 and again.json() == first.json()
+    assert await balance(api, caller) == 1000 - 30
+
+
+async def test_an_expired_input_task_is_a_400(api: Api, caller: Caller, db) -> None:  # type: ignore[no-untyped-def]
+    parent = await _succeeded_image_task(db, caller, expires_in_s=-1)
+    response = await api.client.post(I23D, json={"input_task_id": parent}, headers=caller.headers)
+    assert response.status_code == 400 and "expired" in response.json()["message"]
