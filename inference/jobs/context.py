@@ -39,4 +39,8 @@ LOST_WORKER = task_error("The worker running this task stopped; retries are exha
 
 
 class InvalidInput(Exception):
-    """The task's own input is unusable; the message is shown to the caller in task_error."""
+    """The task's own input is unusable; the message is shown to the caller in task_error, with Meshy's `code`."""
+
+    def __init__(self, message: str, code: str = "invalid_input") -> None:
+        super().__init__(message)
+        self.code = code

@@ -50,7 +50,7 @@ async def generate_model(ctx: dict[str, Any], task_id: str) -> str:
             result, files = await _produce(job, task, work_dir, reporter)
         return "succeeded" if await _finish(job, task, result, work_dir, files) else "superseded"
     except InvalidInput as exc:
-        await _fail(job, task, task_error(str(exc), "invalid_input", "invalid_input"))
+        await _fail(job, task, task_error(str(exc), "invalid_input", exc.code))
         return "failed"
     except TaskGone:
         log.info("task %s was deleted or taken over; stopping attempt %s", tid, task.attempts)

@@ -40,9 +40,14 @@ class RunnerArtifacts:
 class InputRejected(ValueError):
     """The task's own input cannot be used (all background, too small, unreadable...).
 
-    The message is shown to the caller in `task_error` (type and code `invalid_input`), so it must say in plain
-    words what was wrong with the input and contain no paths or internals.
+    The message is shown to the caller in `task_error` (type `invalid_input`), so it must say in plain words what
+    was wrong with the input and contain no paths or internals. `code` is Meshy's task error code: `invalid_input`,
+    or a more precise one (`model_missing_uv`, `model_insufficient_uv`, `format_conversion_failed`).
     """
+
+    def __init__(self, message: str, code: str = "invalid_input") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class Runner(Protocol):

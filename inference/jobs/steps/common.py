@@ -86,7 +86,7 @@ async def run_runner(
             None, job.runners.run, task.runner, inputs, params, work_dir, reporter.stage(start, end)
         )
     except InputRejected as exc:
-        raise InvalidInput(str(exc)) from exc
+        raise InvalidInput(str(exc), exc.code) from exc
 
 
 async def model_result(
