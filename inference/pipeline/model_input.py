@@ -62,3 +62,20 @@ def uv_coverage(mesh: trimesh.Trimesh) -> float:
     tri = np.asarray(uv)[mesh.faces]
     area = 0.5 * np.abs(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]))
     return float(min(1.0, area.sum()))
+
+
+@dataclass
+class OpResult:
+    """What a model operation wrote in its output folder (file names only), as the task's outputs will list them.
+
+    `model_files`: format key -> file name ("glb": "model.glb", "obj"/"mtl", "fbx", "stl", "usdz", "3mf").
+    `texture_files`: one dict per material ({"base_color": "texture_0.png", "metallic": ..., ...}) or [].
+    `thumbnail` / `alpha_thumbnail`: "preview.png" / "preview_alpha.png" when written.
+    `extra`: JSON-able results that are not files (print/analyze's `printability`).
+    """
+
+    model_files: dict[str, str]
+    texture_files: list[dict[str, str]] = field(default_factory=list)
+    thumbnail: str | None = None
+    alpha_thumbnail: str | None = None
+    extra: dict = field(default_factory=dict)
