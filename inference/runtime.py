@@ -74,7 +74,13 @@ def reference_specs(cutout_model: Path | None, step_delay_s: float) -> list[Runn
 
         return ImageEditRunner(cutout_model, step_delay_s=step_delay_s)
 
+    def mesh_ops() -> Runner:
+        from inference.runners.mesh_ops import MeshOpsRunner
+
+        return MeshOpsRunner()
+
     return [
+        RunnerSpec("mesh-ops", mesh_ops),
         RunnerSpec("image-inflate", image_inflate),
         RunnerSpec("visual-hull", visual_hull),
         RunnerSpec("procedural-image", procedural_image),

@@ -30,3 +30,14 @@ def blank(size: int = 256, fmt: str = "PNG") -> bytes:
 
 def data_uri(content: bytes, media_type: str = "image/png") -> str:
     return f"data:{media_type};base64,{base64.b64encode(content).decode()}"
+
+
+def glb_box(size: float = 1.0) -> bytes:
+    """A closed box as GLB bytes (for model inputs)."""
+    import trimesh
+
+    return trimesh.creation.box(extents=(size, size * 1.5, size * 0.5)).export(file_type="glb")
+
+
+def model_data_uri(content: bytes) -> str:
+    return data_uri(content, "application/octet-stream")

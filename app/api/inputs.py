@@ -15,6 +15,7 @@ from app.core.config import Settings
 from app.core.errors import BadRequest
 from app.core.fetch import FetchRefused, check_url, decode_data_uri
 from app.core.images import ImageInfo, inspect_image
+from app.core.model_files import check_model_extension, sniff_model
 
 # Data URIs decoded at once in one API process; the rest wait their turn rather than pile up in memory.
 _DECODING = asyncio.Semaphore(2)
@@ -53,6 +54,27 @@ class MediaInputs:
                 raise BadRequest(f"Invalid {label}: {exc}") from exc
         self.refs[name] = refs
         self.echo[name] = echoed if many else echoed[0]
+
+    async def add_model(self, name: str, value: str, settings: Settings) -> str | None:
+        """A model URL or data URI; the sniffed format of an inline one (None for a URL, read by the worker)."""
+        try:
+            if value.startswith("data:"):
+                async with _DECODING:
+                    content = await asyncio.to_thread(decode_data_uri, value, max_bytes=settings.fetch_max_bytes)
+                fmt = sniff_model(content)
+                filename = f"{name}_0.{fmt}"
+                self.files[filename] = content
+                self.refs[name] = [{"file": filename}]
+                self.echo[name] = f"data:application/octet-stream;base64,...({len(content)} bytes, stored)"
+                return fmt
+            check_url(value, allow_private=settings.fetch_allow_private)
+            check_model_extension(value)
+        except FetchRefused as exc:
+            message = str(exc)  # Meshy's own wording for an extension it does not read stands alone
+            raise BadRequest(message if message.startswith("Invalid model") else f"Invalid {name}: {message}") from exc
+        self.refs[name] = [{"url": value}]
+        self.echo[name] = value
+        return None
 
     def params(self) -> dict[str, Any]:
         return {**self.echo, "_inputs": self.refs} if self.refs else {}

@@ -17,12 +17,16 @@ _ECHOED = ("prompt", "negative_prompt", "art_style", "texture_prompt", "texture_
            "enable_pbr", "hd_texture", "remove_lighting", "target_formats", "preview_task_id", "moderation",
            "auto_size", "origin_at", "decimation_mode", "alpha_thumbnail", "image_url",
            "input_task_id", "should_texture", "save_pre_remeshed_model", "image_enhancement",
-           "multi_view_thumbnails")  # fmt: skip
+           "multi_view_thumbnails", "model_url", "resize_height", "resize_longest_side", "convert_format_only",
+           "text_style_prompt", "image_style_url", "enable_original_uv", "object_prompt", "style_prompt",
+           "resolution", "max_colors", "max_depth")  # fmt: skip
 _IMAGE_ECHOED = ("ai_model", "prompt", "generate_multi_view", "aspect_ratio", "pose_mode", "remove_background",
                  "reference_image_urls", "input_task_id", "moderation")  # fmt: skip
 _TEXT_TO_3D = (TaskType.TEXT_TO_3D_PREVIEW.value, TaskType.TEXT_TO_3D_REFINE.value)
+_FROM_IMAGES = (TaskType.IMAGE_TO_3D.value, TaskType.MULTI_IMAGE_TO_3D.value)
 _STRING_DEFAULTS = ("prompt", "negative_prompt", "art_style", "texture_prompt", "texture_image_url")
 _IMAGE_TO_3D_STRING_DEFAULTS = ("texture_prompt", "texture_image_url")
+_CONVERT_KEYS = ("glb", "fbx", "obj", "usdz", "stl", "3mf")
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,8 @@ def _render_model(
             body[key] = params[key]
     # `image_urls` is not echoed: clients read it as a task's output pictures (Meshy's MCP server lists a
     # multi-image-to-3d task's `image_urls` as generated images).
-    for key in _STRING_DEFAULTS if task.type in _TEXT_TO_3D else _IMAGE_TO_3D_STRING_DEFAULTS:
+    defaults = _STRING_DEFAULTS if task.type in _TEXT_TO_3D else _IMAGE_TO_3D_STRING_DEFAULTS
+    for key in defaults if task.type in (*_TEXT_TO_3D, *_FROM_IMAGES) else ():
         body.setdefault(key, "")
     if task.type in _TEXT_TO_3D:
         body["texture_richness"] = ""
@@ -85,6 +90,10 @@ def _render_model(
         body["thumbnail_url"] = body["thumbnail_urls"].get("front", body["thumbnail_url"])
     if outputs.get("alpha_thumbnail"):
         body["alpha_thumbnail_url"] = links.url(task, outputs["alpha_thumbnail"])
+    if task.type == TaskType.CONVERT.value:  # Convert lists every format, "" for those not asked for (§7.2)
+        body["model_urls"] = {fmt: body["model_urls"].get(fmt, "") for fmt in _CONVERT_KEYS} | body["model_urls"]
+    if task.type == TaskType.PRINT_ANALYZE.value:
+        body["printability"] = outputs.get("printability")
 
 
 def to_json_line(body: dict[str, Any]) -> str:

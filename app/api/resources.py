@@ -146,7 +146,7 @@ def resource_router(resource: Resource) -> APIRouter:
     """The five verbs for `resource`; see the module docstring."""
     router = APIRouter(prefix=resource.path, tags=[resource.tag])
     types = resource.types
-    op = resource.slug.replace("-", "_")
+    op = resource.slug.replace("-", "_").replace("/", "_")
 
     def sample(task_id: str) -> Task:
         task = testmode.SAMPLES.get(parse_id(task_id) or uuid.UUID(int=0))

@@ -90,6 +90,26 @@ _BY_RESOURCE = {
     "text-to-image": TEXT_TO_IMAGE_ID,
     "image-to-image": IMAGE_TO_IMAGE_ID,
 }
+# One canned task per model operation, on the refine sample's files (ids ...96b0 upwards).
+_OPERATIONS = {
+    "remesh": TaskType.REMESH, "convert": TaskType.CONVERT, "resize": TaskType.RESIZE,
+    "retexture": TaskType.RETEXTURE, "text-to-texture": TaskType.TEXT_TO_TEXTURE, "uv-unwrap": TaskType.UV_UNWRAP,
+    "print/analyze": TaskType.PRINT_ANALYZE, "print/repair": TaskType.PRINT_REPAIR,
+    "print/multi-color": TaskType.PRINT_MULTI_COLOR,
+}  # fmt: skip
+_PRINTABILITY = {
+    "_version": 1, "status": "healthy", "issue_count": 0, "error_count": 0, "warning_count": 0,
+    "metrics": {"is_watertight": True, "volume": 0.12, "non_manifold_edges": 0, "degenerate_faces": 0, "holes": 0},
+    "evaluated_at": 1756728000000,
+}  # fmt: skip
+for _index, (_slug, _type) in enumerate(_OPERATIONS.items()):
+    _id = uuid.UUID(int=uuid.UUID("0199505f-9791-7973-8dca-c77cf71696b0").int + _index)
+    _task = _sample(_id, _type.value, "refine", _TEXTURED)
+    _task.params = {"model_url": "https://example.com/chair.glb"}
+    if _type is TaskType.PRINT_ANALYZE:
+        _task.outputs = {"model": {}, "textures": [], "printability": _PRINTABILITY, "folder": "refine"}
+    SAMPLES[_id] = _task
+    _BY_RESOURCE[_slug] = _id
 
 
 def sample_for_mode(mode: str) -> Task:

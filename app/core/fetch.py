@@ -36,8 +36,11 @@ class Fetched:
     media_type: str
 
 
-def sniff(content: bytes, allowed: tuple[str, ...]) -> str:
-    """The media type the bytes really are, among `allowed`; FetchRefused otherwise."""
+def sniff(content: bytes, allowed: tuple[str, ...] | None) -> str:
+    """The media type the bytes really are, among `allowed`; FetchRefused otherwise. `None` checks nothing (the
+    caller sniffs itself, as model files do)."""
+    if allowed is None:
+        return "application/octet-stream"
     for media_type in allowed:
         if any(content.startswith(magic) for magic in _SIGNATURES.get(media_type, ())):
             return media_type
@@ -129,7 +132,7 @@ def check_url(url: str, *, allow_private: bool = False) -> None:
 async def fetch(
     url: str,
     *,
-    allowed: tuple[str, ...],
+    allowed: tuple[str, ...] | None,
     max_bytes: int,
     timeout_s: float,
     allow_private: bool = False,
@@ -147,7 +150,7 @@ async def fetch(
         raise FetchRefused("malformed URL") from exc
 
 
-async def _download(url: str, *, allowed: tuple[str, ...], max_bytes: int, allow_private: bool) -> Fetched:
+async def _download(url: str, *, allowed: tuple[str, ...] | None, max_bytes: int, allow_private: bool) -> Fetched:
     async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
             parts = urlsplit(url)

@@ -37,8 +37,22 @@ KINDS: dict[str, TaskKind] = {
         TaskKind(TaskType.MULTI_IMAGE_TO_3D.value, OutputShape.MODEL, True),
         TaskKind(TaskType.TEXT_TO_IMAGE.value, OutputShape.IMAGES, False),
         TaskKind(TaskType.IMAGE_TO_IMAGE.value, OutputShape.IMAGES, False),
+        # Model operations: Meshy's queue limit covers remesh and text-to-texture among them (meshy-api.md §15).
+        TaskKind(TaskType.REMESH.value, OutputShape.MODEL, True),
+        TaskKind(TaskType.CONVERT.value, OutputShape.MODEL, False),
+        TaskKind(TaskType.RESIZE.value, OutputShape.MODEL, False),
+        TaskKind(TaskType.RETEXTURE.value, OutputShape.MODEL, False),
+        TaskKind(TaskType.TEXT_TO_TEXTURE.value, OutputShape.MODEL, True),
+        TaskKind(TaskType.UV_UNWRAP.value, OutputShape.MODEL, False),
+        TaskKind(TaskType.PRINT_ANALYZE.value, OutputShape.MODEL, False),
+        TaskKind(TaskType.PRINT_REPAIR.value, OutputShape.MODEL, False),
+        TaskKind(TaskType.PRINT_MULTI_COLOR.value, OutputShape.MODEL, False),
     )
 }
+# Tasks whose outputs hold a model another task can start from (`input_task_id` of the model operations).
+MODEL_SOURCES: tuple[str, ...] = tuple(
+    t for t, kind in KINDS.items() if kind.shape is OutputShape.MODEL and t != TaskType.PRINT_ANALYZE.value
+)
 COUNTED_TYPES: tuple[str, ...] = tuple(t for t, kind in KINDS.items() if kind.counts_toward_concurrency)
 UNCOUNTED_TYPES: tuple[str, ...] = tuple(t for t, kind in KINDS.items() if not kind.counts_toward_concurrency)
 

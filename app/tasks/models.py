@@ -33,6 +33,15 @@ class TaskType(StrEnum):
     MULTI_IMAGE_TO_3D = "multi-image-to-3d"
     TEXT_TO_IMAGE = "text-to-image"
     IMAGE_TO_IMAGE = "image-to-image"
+    REMESH = "remesh"
+    CONVERT = "convert"
+    RESIZE = "resize"
+    RETEXTURE = "retexture"
+    TEXT_TO_TEXTURE = "text-to-texture"
+    UV_UNWRAP = "uv-unwrap"
+    PRINT_ANALYZE = "print-analyze"
+    PRINT_REPAIR = "print-repair"
+    PRINT_MULTI_COLOR = "print-multi-color"
 
 
 class Task(Base):

@@ -17,5 +17,6 @@ class TaskOutputs(TypedDict, total=False):
     thumbnails: dict[str, str]  # multi_view_thumbnails: front, right, back, left
     source: str  # raw.ply: the geometry a later task (refine) builds on
     faces: int
+    printability: dict  # print-analyze: Meshy's printability report
     # 2D results (OutputShape.IMAGES)
     images: list[str]  # image_0.png, image_1.png, ...

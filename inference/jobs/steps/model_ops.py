@@ -1,0 +1,69 @@
+"""Model operations: the caller's model (an earlier task's file, an upload, or a URL fetched through the SSRF guard)
+through one operation of the mesh-ops runner; its files are published as the task's outputs."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from app.core.fetch import FetchRefused, fetch
+from app.core.model_files import sniff_model
+from app.tasks.models import Task
+from app.tasks.outputs import TaskOutputs
+from inference.jobs.context import InvalidInput, JobContext
+from inference.jobs.progress import ProgressReporter
+from inference.jobs.steps.common import StepResult, input_images, run_runner
+from inference.pipeline.model_input import OpResult
+
+
+async def model_input(job: JobContext, task: Task, work_dir: Path) -> tuple[Path, str]:
+    """The model file to work on and its real format."""
+    params = task.params
+    parent = params.get("_parent_model")
+    if parent and task.parent_id is not None:
+        path = job.store.path_of(task.parent_id, parent["file"])
+        if path is None:
+            raise InvalidInput("input_task_id: the input task's model is no longer available (deleted or expired)")
+        return path, parent["format"]
+    ref = ((params.get("_inputs") or {}).get("model_url") or [{}])[0]
+    if "file" in ref:
+        path = job.store.input_path(task.id, ref["file"])
+        if path is None:
+            raise InvalidInput("model_url: the uploaded model is no longer available")
+        return path, path.suffix.lstrip(".")
+    settings = job.settings
+    try:
+        fetched = await fetch(
+            ref["url"], allowed=None, max_bytes=settings.fetch_max_bytes, timeout_s=settings.fetch_timeout_s,
+            allow_private=settings.fetch_allow_private,
+        )  # fmt: skip
+        fmt = sniff_model(fetched.content, ref["url"])
+    except FetchRefused as exc:
+        raise InvalidInput(f"model_url: {exc}") from exc
+    path = work_dir / f"input_model.{fmt}"
+    await asyncio.to_thread(path.write_bytes, fetched.content)
+    return path, fmt
+
+
+async def run(job: JobContext, task: Task, work_dir: Path, reporter: ProgressReporter) -> StepResult:
+    params = {**task.params, "seed": task.seed}
+    path, fmt = await model_input(job, task, work_dir)
+    inputs: dict[str, Any] = {"model": path, "source_format": fmt}
+    if params.get("image_style_url"):  # retexture: the style image wins over the prompt
+        inputs["style_image"] = (await input_images(job, task, "image_style_url", work_dir))[0]
+    out_dir = work_dir / "out"
+    artifacts = await run_runner(job, task, inputs, params, out_dir, reporter, 1, 99)
+    result: OpResult = artifacts.metadata["result"]
+    names = [*result.model_files.values(), *(n for group in result.texture_files for n in group.values())]
+    names += [n for n in (result.thumbnail, result.alpha_thumbnail) if n]
+    for name in set(names):
+        (out_dir / name).replace(work_dir / name)
+    outputs: TaskOutputs = {"model": result.model_files, "textures": result.texture_files}
+    if result.thumbnail:
+        outputs["thumbnail"] = result.thumbnail
+    if result.alpha_thumbnail:
+        outputs["alpha_thumbnail"] = result.alpha_thumbnail
+    if "printability" in result.extra:
+        outputs["printability"] = result.extra["printability"]
+    return StepResult(outputs, sorted(set(names)))
