@@ -5,6 +5,10 @@
 carries varying vertex colours, then write every requested format from that one result. The writers and
 the thumbnail run in a small thread pool: PNG encoding, numpy, USD and the assimp subprocess release the
 GIL, so on 2 cores they overlap. The worker uploads whatever the returned `Deliverables` names.
+
+The model operations reuse it: remesh passes the caller's mesh itself and, for a textured model, a
+`texture.TexturedSource` to re-bake the maps from (instead of vertex colours); convert and resize, which keep
+the surface as it is, hand an export-ready `Surface` and its maps to `write_surface`.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import trimesh
+from PIL import Image
 
 from inference.pipeline import export, export_fbx, export_glb, export_usdz, surfacing, texture, thumbnail
 from inference.pipeline.clean import clean_mesh, has_colour_variation, load_mesh, safe_vertex_normals, vertex_colours
@@ -37,6 +42,8 @@ EXPORT_THREADS = 3
 # multi_view_thumbnails: 512x512 views around the model, named as Meshy names them.
 VIEWS = {"front": 0.0, "right": 90.0, "back": 180.0, "left": 270.0}
 VIEW_ELEVATION_DEG = 10.0
+# Textured thumbnails read the base colour reduced to at most this many pixels a side (plenty at 512x512).
+THUMBNAIL_TEXTURE = 1024
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,14 @@ class Deliverables:
     faces: int
     timings: dict[str, float] = field(default_factory=dict)
     thumbnails: dict[str, str] = field(default_factory=dict)  # multi_view_thumbnails: front/right/back/left
+
+
+class ExportFailed(RuntimeError):
+    """A model writer failed; `fmt` names the format (the model operations report `format_conversion_failed`)."""
+
+    def __init__(self, fmt: str, cause: BaseException) -> None:
+        super().__init__(f"writing {fmt} failed: {cause}")
+        self.fmt = fmt
 
 
 def requested_formats(value: Iterable[str] | None) -> list[str]:
@@ -86,12 +101,16 @@ class _Clock:
 
 
 def build_deliverables(
-    raw_mesh: Path,
+    raw_mesh: Path | trimesh.Trimesh,
     params: Mapping[str, Any],
     out_dir: Path,
     progress: ProgressCallback | None = None,
+    *,
+    source: texture.TexturedSource | None = None,
+    place: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Deliverables:
-    """Turn `raw_mesh` into deliverables in `out_dir`.
+    """Turn `raw_mesh` (a file, or a mesh already loaded: its vertex colours count, other visuals do not) into
+    deliverables in `out_dir`.
 
     params: mode ("preview" | "refine"), should_remesh (default True), target_polycount (100..300000,
     default 30000; for topology "quad" it counts quads), topology ("triangle" | "quad": quad-dominant
@@ -100,7 +119,13 @@ def build_deliverables(
     alpha_thumbnail (also write `preview_alpha.png`), enable_pbr (also write metallic, roughness and a
     normal map baked from the raw mesh). A mesh whose vertex colours vary (or any coloured mesh in refine
     mode) is textured: unwrapped, baked into `texture_0.png` and exported with a PBR material; otherwise
-    the model gets a plain clay material. `progress`, if given, receives fractions from 0 to 1.
+    the model gets a plain clay material. `source`, if given, is the textured surface `raw_mesh` came from: the
+    result is then always textured, its maps (base colour, and metallic/roughness/normal when the source has
+    them; `enable_pbr` is ignored) re-baked from the source's textures at the closest source point, and the
+    thumbnail shows the baked texture. `place`, if given, maps the final surface's positions to where they are
+    written (a uniform scale and offset, which leave normals and tangents as they are: the model operations'
+    resize options, applied to the remeshed surface so its bounds come out exact); maps bake before it. `progress`,
+    if given, receives fractions from 0 to 1.
     """
     report = progress or (lambda _fraction: None)
     clock = _Clock()
@@ -110,13 +135,17 @@ def build_deliverables(
     report(0.0)
 
     with clock("load"):
-        mesh = load_mesh(Path(raw_mesh))
+        mesh = raw_mesh if isinstance(raw_mesh, trimesh.Trimesh) else load_mesh(Path(raw_mesh))
     with clock("clean"):
         mesh = clean_mesh(mesh)
     colours = vertex_colours(mesh)
     textured = colours is not None and (has_colour_variation(mesh) or params.get("mode") == "refine")
     pbr = textured and bool(params.get("enable_pbr"))
     ref_v, ref_f = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    if source is not None:
+        # Cleaning may have turned an inside-out closed mesh outward; the source must agree on which side is out.
+        source = source.oriented_like(ref_v, ref_f)
+        textured, pbr = True, False
 
     symmetric = params.get("symmetry_mode") == "on"
 
@@ -148,24 +177,27 @@ def build_deliverables(
 
     with ThreadPoolExecutor(EXPORT_THREADS, thread_name_prefix="deliverables") as pool:
         surface, uvm = surfacing.unwrapped_surface(shape, clock, textured, reference)
+        if place is not None:
+            surface = replace(surface, vertices=place(surface.vertices))
         report(0.55)
-        # The thumbnail shows the runner's colours per vertex rather than the baked texture, so it can
-        # render while the (numpy-heavy, GIL-releasing) bake runs instead of after it.
-        shade = None if uvm is None else texture.colours_at(uvm, ref_v, colours, same_vertices=same)
-        thumb = pool.submit(_timed, clock, "thumbnail", _thumbnail, surface, shade, out_dir, params)
-        views = (
-            pool.submit(_timed, clock, "view_thumbnails", _view_thumbnails, surface, shade, out_dir)
-            if params.get("multi_view_thumbnails")
-            else None
-        )
+        if source is None:
+            # The thumbnail shows the runner's colours per vertex rather than the baked texture, so it can
+            # render while the (numpy-heavy, GIL-releasing) bake runs instead of after it.
+            shade = None if uvm is None else texture.colours_at(uvm, ref_v, colours, same_vertices=same)
+            thumb, views = _submit_thumbnails(pool, clock, surface, shade, None, out_dir, params)
         pre_remeshed = (
             pool.submit(_timed, clock, "pre_remeshed", _pre_remeshed, mesh, out_dir)
             if remeshed and params.get("save_pre_remeshed_model")
             else None
         )
         images: dict = {}
-        if uvm is not None:
+        if uvm is not None and source is not None:
+            surface, images = surfacing.bake_from_source(surface, uvm, clock, source)
+        elif uvm is not None:
             surface, images = surfacing.bake_textures(surface, uvm, clock, ref_v, reference, colours, pbr, same=same)
+        if source is not None:
+            # A texture re-baked from an image has detail per-vertex colours would blur: show it.
+            thumb, views = _submit_thumbnails(pool, clock, surface, None, images.get("base_color"), out_dir, params)
         report(0.75)
         with clock("encode_textures"):
             material = _material(pool, images)
@@ -191,6 +223,90 @@ def build_deliverables(
     )
 
 
+def write_surface(
+    surface: Surface,
+    images: Mapping[str, Image.Image],
+    params: Mapping[str, Any],
+    out_dir: Path,
+    formats: Iterable[str],
+    progress: ProgressCallback | None = None,
+) -> Deliverables:
+    """Write an export-ready `surface` as it is (no cleaning, remeshing, unwrapping or baking) in `formats` (any
+    of `KNOWN_FORMATS`, or "gltf" for an embedded-buffer glTF), with `images` as its maps (base_color, and
+    metallic, roughness, metallic_roughness, normal; `surface.uv` must be set when there are any), and a
+    thumbnail showing the base colour texture. params: alpha_thumbnail, multi_view_thumbnails."""
+    report = progress or (lambda _fraction: None)
+    clock = _Clock()
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report(0.0)
+    images = dict(images) if surface.uv is not None else {}
+    with ThreadPoolExecutor(EXPORT_THREADS, thread_name_prefix="deliverables") as pool:
+        thumb, views = _submit_thumbnails(pool, clock, surface, None, images.get("base_color"), out_dir, params)
+        with clock("encode_textures"):
+            material = _material(pool, images)
+            export.write_textures(out_dir, material)
+        report(0.4)
+        with clock("exports"):
+            model_files = _export(pool, clock, out_dir, list(formats), surface, material)
+            thumb_name, alpha_name = thumb.result()
+            thumbnails = views.result() if views is not None else {}
+    report(1.0)
+    clock.timings["total"] = round(time.perf_counter() - started, 4)
+    return Deliverables(
+        model_files=model_files,
+        texture_files=[dict(material.files)] if material.files else [],
+        thumbnail=thumb_name,
+        alpha_thumbnail=alpha_name,
+        faces=surface.polygon_count,
+        timings=clock.timings,
+        thumbnails=thumbnails,
+    )
+
+
+def _submit_thumbnails(
+    pool: ThreadPoolExecutor,
+    clock: _Clock,
+    surface: Surface,
+    shade: np.ndarray | None,
+    image: Image.Image | None,
+    out_dir: Path,
+    params: Mapping[str, Any],
+) -> tuple[Future, Future | None]:
+    """Start `preview.png` (and the four views when asked for), coloured by `shade` per vertex or by `image`
+    through the surface's UVs (reduced to at most `THUMBNAIL_TEXTURE` pixels a side first)."""
+    look = _Look(shade)
+    if image is not None and surface.uv is not None:
+        small = image.convert("RGB")
+        small.thumbnail((THUMBNAIL_TEXTURE, THUMBNAIL_TEXTURE))
+        look = _Look(None, surface.uv, np.asarray(small, dtype=np.float32) / 255.0)
+    thumb = pool.submit(_timed, clock, "thumbnail", _thumbnail, surface, look, out_dir, params)
+    views = (
+        pool.submit(_timed, clock, "view_thumbnails", _view_thumbnails, surface, look, out_dir)
+        if params.get("multi_view_thumbnails")
+        else None
+    )
+    return thumb, views
+
+
+@dataclass(frozen=True)
+class _Look:
+    """How a thumbnail colours the surface: per-vertex `colours` (0..255), a `texture` (H, W, 3 floats) read
+    through `uv`, or neither (clay)."""
+
+    colours: np.ndarray | None = None
+    uv: np.ndarray | None = None
+    texture: np.ndarray | None = None
+
+    def render_args(self) -> dict[str, Any]:
+        if self.texture is not None:
+            return {"uv": self.uv, "texture": self.texture}
+        if self.colours is not None:
+            return {"colors": np.asarray(self.colours, dtype=np.float32) / 255.0}
+        return {}
+
+
 def _material(pool: ThreadPoolExecutor, images: dict) -> Material:
     """Encode every map once (in parallel: PIL releases the GIL while compressing)."""
     encoded = {key: pool.submit(export.encode_png, image) for key, image in images.items()}
@@ -209,12 +325,12 @@ def _export(
     pool: ThreadPoolExecutor, clock: _Clock, out_dir: Path, formats: list[str], surface: Surface, material: Material
 ) -> dict[str, str]:
     files: dict[str, str] = {}
-    jobs: list[Future] = []
+    jobs: list[tuple[str, Future]] = []
     obj_job: Future | None = None
     if "obj" in formats:
         files["obj"], files["mtl"] = "model.obj", "model.mtl"
         obj_job = pool.submit(_timed, clock, "obj", export.export_obj, out_dir, surface, material.files)
-        jobs.append(obj_job)
+        jobs.append(("obj", obj_job))
     if "fbx" in formats:
         files["fbx"] = "model.fbx"
 
@@ -226,9 +342,10 @@ def _export(
                 source = out_dir / files["obj"]
             export_fbx.export_fbx(out_dir / files["fbx"], surface, material.files, out_dir, obj=source)
 
-        jobs.append(pool.submit(_timed, clock, "fbx", fbx))
+        jobs.append(("fbx", pool.submit(_timed, clock, "fbx", fbx)))
     writers = {
         "glb": ("model.glb", lambda path: export_glb.export_glb(path, surface, material)),
+        "gltf": ("model.gltf", lambda path: export_glb.export_gltf(path, surface, material)),
         "usdz": ("model.usdz", lambda path: export_usdz.export_usdz(path, surface, material, out_dir)),
         "stl": ("model.stl", lambda path: export.export_stl(path, surface)),
         "3mf": ("model.3mf", lambda path: export.export_3mf(path, surface)),
@@ -236,34 +353,30 @@ def _export(
     for fmt, (name, write) in writers.items():
         if fmt in formats:
             files[fmt] = name
-            jobs.append(pool.submit(_timed, clock, fmt, write, out_dir / name))
-    for job in jobs:
-        job.result()
-    return {fmt: files[fmt] for fmt in ("glb", "obj", "mtl", "fbx", "stl", "usdz", "3mf") if fmt in files}
+            jobs.append((fmt, pool.submit(_timed, clock, fmt, write, out_dir / name)))
+    for fmt, job in jobs:
+        try:
+            job.result()
+        except Exception as exc:  # noqa: BLE001 (any writer failure means that format could not be produced)
+            raise ExportFailed(fmt, exc) from exc
+    return {fmt: files[fmt] for fmt in ("glb", "gltf", "obj", "mtl", "fbx", "stl", "usdz", "3mf") if fmt in files}
 
 
-def _thumbnail(
-    surface: Surface, colours: np.ndarray | None, out_dir: Path, params: Mapping[str, Any]
-) -> tuple[str, str | None]:
+def _thumbnail(surface: Surface, look: _Look, out_dir: Path, params: Mapping[str, Any]) -> tuple[str, str | None]:
     rgb, alpha = thumbnail.render(
-        surface.vertices,
-        surface.triangles,
-        surface.normals,
-        colors=None if colours is None else np.asarray(colours, dtype=np.float32) / 255.0,
-        closed=_closed(surface),
+        surface.vertices, surface.triangles, surface.normals, closed=_closed(surface), **look.render_args()
     )
     return thumbnail.write_thumbnails(rgb, alpha, out_dir, bool(params.get("alpha_thumbnail")))
 
 
-def _view_thumbnails(surface: Surface, colours: np.ndarray | None, out_dir: Path) -> dict[str, str]:
+def _view_thumbnails(surface: Surface, look: _Look, out_dir: Path) -> dict[str, str]:
     """`preview_front.png` ... `preview_left.png`: the model from four sides, slightly from above."""
     names = {}
     closed = _closed(surface)
     for view, azimuth in VIEWS.items():
         rgb, alpha = thumbnail.render(
             surface.vertices, surface.triangles, surface.normals,
-            colors=None if colours is None else np.asarray(colours, dtype=np.float32) / 255.0,
-            closed=closed, azimuth_deg=azimuth, elevation_deg=VIEW_ELEVATION_DEG,
+            closed=closed, azimuth_deg=azimuth, elevation_deg=VIEW_ELEVATION_DEG, **look.render_args(),
         )  # fmt: skip
         names[view] = thumbnail.write_view(rgb, alpha, out_dir, f"preview_{view}.png")
     return names

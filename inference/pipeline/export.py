@@ -41,7 +41,8 @@ def export_obj(out_dir: Path, surface: Surface, maps: dict[str, str], stem: str 
     """Write `<stem>.obj` (polygons: quads stay quads) and `<stem>.mtl`; `maps` names the texture files
     (keys base_color, metallic, roughness, normal) relative to `out_dir`. Returns the two file names."""
     obj_name, mtl_name = f"{stem}.obj", f"{stem}.mtl"
-    textured = surface.uv is not None and "base_color" in maps
+    # UVs are written whenever the surface has them (a converted model keeps its UVs even without a texture).
+    textured = surface.uv is not None
     parts = [
         "# MeshFoundry\n",
         f"mtllib {mtl_name}\n",

@@ -8,6 +8,7 @@ was baked in, so viewers need not guess one) and uint32 indices.
 
 from __future__ import annotations
 
+import base64
 import json
 import struct
 from pathlib import Path
@@ -72,10 +73,12 @@ def glb_bytes(surface: Surface, material: Material) -> bytes:
         "NORMAL": b.accessor(normals.astype(np.float32), "VEC3", _ARRAY_BUFFER),
     }
     doc: dict = {"asset": {"version": "2.0", "generator": "MeshFoundry"}}
-    if material.textured and surface.uv is not None:
-        # glTF puts v = 0 at the top of the image; the surface uses v = 0 at the bottom.
+    if surface.uv is not None:
+        # glTF puts v = 0 at the top of the image; the surface uses v = 0 at the bottom. Written whenever the
+        # surface has UVs (a converted model keeps its UVs even without a texture).
         uv = np.column_stack([surface.uv[:, 0], 1.0 - surface.uv[:, 1]]).astype(np.float32)
         attributes["TEXCOORD_0"] = b.accessor(uv, "VEC2", _ARRAY_BUFFER)
+    if material.textured and surface.uv is not None:
         if surface.tangents is not None and "normal" in material.png:
             attributes["TANGENT"] = b.accessor(surface.tangents.astype(np.float32), "VEC4", _ARRAY_BUFFER)
         gltf_material, images = _textured_material(material)
@@ -141,3 +144,21 @@ def _textured_material(material: Material) -> tuple[dict, list[bytes]]:
 
 def export_glb(path: Path, surface: Surface, material: Material) -> None:
     Path(path).write_bytes(glb_bytes(surface, material))
+
+
+def gltf_from_glb(data: bytes) -> str:
+    """A GLB written by `glb_bytes` as a single-file glTF: its JSON with the binary buffer embedded as a base64
+    data URI (images stay in buffer views, so they come along)."""
+    json_length = struct.unpack_from("<I", data, 12)[0]
+    doc = json.loads(data[20 : 20 + json_length])
+    blob_length = struct.unpack_from("<I", data, 20 + json_length)[0]
+    blob = data[20 + json_length + 8 : 20 + json_length + 8 + blob_length]
+    doc["buffers"] = [
+        {"byteLength": len(blob), "uri": "data:application/octet-stream;base64," + base64.b64encode(blob).decode()}
+    ]
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def export_gltf(path: Path, surface: Surface, material: Material) -> None:
+    """The same content as `export_glb`, as a single-file .gltf (a resize keeps a caller's .gltf a .gltf)."""
+    Path(path).write_text(gltf_from_glb(glb_bytes(surface, material)))

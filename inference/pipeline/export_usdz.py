@@ -103,7 +103,7 @@ def write_stage(path: Path, surface: Surface, material: Material) -> None:
     mesh.CreateOrientationAttr(UsdGeom.Tokens.rightHanded)
     mesh.CreateNormalsAttr(Vt.Vec3fArray.FromNumpy(np.ascontiguousarray(surface.normals, dtype=np.float32)))
     mesh.SetNormalsInterpolation(UsdGeom.Tokens.vertex)
-    if material.textured and surface.uv is not None:
+    if surface.uv is not None:  # kept even without a texture (a converted model keeps its UVs)
         st = UsdGeom.PrimvarsAPI(mesh).CreatePrimvar("st", Sdf.ValueTypeNames.TexCoord2fArray, UsdGeom.Tokens.vertex)
         st.Set(Vt.Vec2fArray.FromNumpy(np.ascontiguousarray(surface.uv, dtype=np.float32)))
     usd_material = _material(stage, material)

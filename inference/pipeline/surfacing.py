@@ -94,3 +94,16 @@ def bake_textures(
         images.update(texture.pbr_maps(baked.base_color.size[0]))
         images["normal"] = baked.normal
     return replace(surface, tangents=tangents), images
+
+
+def bake_from_source(
+    surface: Surface, uvm: texture.UVMesh, clock: Clock, source: texture.TexturedSource
+) -> tuple[Surface, dict]:
+    """Tangents (when the source has a normal map) and the maps re-baked from a textured input surface."""
+    tangents = None
+    if source.maps.normal is not None:
+        with clock("tangents"):
+            tangents = texture.vertex_tangents(uvm)
+    with clock("bake"):
+        images = source.bake(uvm, tangents)
+    return replace(surface, tangents=tangents), images

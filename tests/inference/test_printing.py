@@ -313,6 +313,7 @@ def hex_colour(colour: np.ndarray) -> str:
 def read_3mf_lib3mf(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(vertices, triangles, per-triangle sRGB colour) through lib3mf, the 3MF consortium's reader."""
     import lib3mf  # a dev dependency: the independent reader must run, never skip
+
     wrapper = lib3mf.get_wrapper()
     model = wrapper.CreateModel()
     reader = model.QueryReader("3mf")
