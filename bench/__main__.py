@@ -4,7 +4,9 @@
 (c) enqueue-to-start latency vs arq's own for a no-op job at the same poll delay; (d) SSE memory per stream (vs bare
 sse-starlette) and progress fan-out delay to N streams (vs 1 stream); (p) the mesh pipeline, a ~300k-face raw mesh to
 every deliverable at 30k faces, per stage, vs the same libraries called plainly (bench/pipeline.py); (i) image-to-3d,
-a 1024x1024 photo-like picture to every deliverable, per stage, vs the u2netp call alone (bench/image_to_3d.py).
+a 1024x1024 photo-like picture to every deliverable, per stage, vs the u2netp call alone (bench/image_to_3d.py);
+(m) model operations (convert, resize, remesh to quads, repair) on big inputs vs plain library calls
+(bench/model_ops.py).
 Results: a table on stdout and `bench/results/latest.json`. Everything runs on 127.0.0.1 and every process started
 here is stopped at the end.
 """
@@ -30,6 +32,7 @@ from typing import Any
 import psutil
 
 from bench import image_to_3d as bench_image_to_3d
+from bench import model_ops as bench_model_ops
 from bench import pipeline as bench_pipeline
 from bench.loadgen import Client, build_request, raise_nofile
 from bench.services import HOST, NOOP_JOB_IDS, ROOT, Server, Stack
@@ -862,7 +865,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run (< 60 s)")
     parser.add_argument(
-        "--only", default="abcdpi", help="which parts to run, e.g. 'ad' (default: abcdpi; p: pipeline; i: image-to-3d)"
+        "--only",
+        default="abcdpim",
+        help="which parts to run, e.g. 'ad' (default: abcdpim; p: pipeline; i: image-to-3d; m: model operations)",
     )
     args = parser.parse_args(argv)
     cfg = Config.make(args.quick)
@@ -890,6 +895,8 @@ def main(argv: list[str] | None = None) -> int:
             results["pipeline"] = bench_pipeline.measure()
         if "i" in args.only:  # image-to-3d's CPU path, also in child processes
             results["image_to_3d"] = bench_image_to_3d.measure()
+        if "m" in args.only:  # model operations on big inputs, also in child processes
+            results["model_ops"] = bench_model_ops.measure()
     except BaseException as exc:  # report what finished, then re-raise
         error = exc
         if (stack.home / "logs").exists():  # keep the servers' logs for a post-mortem
@@ -924,6 +931,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row[0]:<58} {row[1]:<26} {row[2]:<44} {row[3]}")
     if "image_to_3d" in results:
         for row in bench_image_to_3d.table(results["image_to_3d"]):
+            print(f"{row[0]:<58} {row[1]:<26} {row[2]:<44} {row[3]}")
+    if "model_ops" in results:
+        for row in bench_model_ops.table(results["model_ops"]):
             print(f"{row[0]:<58} {row[1]:<26} {row[2]:<44} {row[3]}")
     note = cpu_note(results)
     print(
