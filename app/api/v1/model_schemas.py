@@ -27,6 +27,16 @@ def _formats(value: list[str] | None, name: str = "target_formats") -> list[str]
     return list(dict.fromkeys(wanted))
 
 
+def _check_model_url(value: str | None) -> str | None:
+    if not value:
+        return None
+    if not value.startswith(MODEL_PREFIXES):
+        raise ValueError("model_url must be a public http(s) URL or a data:application/octet-stream;base64 URI")
+    if not value.startswith("data:") and len(value) > MAX_URL_LENGTH:
+        raise ValueError(f"model_url must be at most {MAX_URL_LENGTH} characters (or a data: URI)")
+    return value
+
+
 class _ModelInput(BaseModel):
     """`input_task_id` (a SUCCEEDED model task of the caller's; wins) or `model_url` (URL or data URI)."""
 
@@ -43,13 +53,7 @@ class _ModelInput(BaseModel):
     @field_validator("model_url")
     @classmethod
     def _model_url(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        if not value.startswith(MODEL_PREFIXES):
-            raise ValueError("model_url must be a public http(s) URL or a data:application/octet-stream;base64 URI")
-        if not value.startswith("data:") and len(value) > MAX_URL_LENGTH:
-            raise ValueError(f"model_url must be at most {MAX_URL_LENGTH} characters (or a data: URI)")
-        return value
+        return _check_model_url(value)
 
     @model_validator(mode="after")
     def _has_model(self) -> _ModelInput:
@@ -179,8 +183,18 @@ class TextToTextureRequest(BaseModel):
     enable_pbr: bool = True
     resolution: Literal["1024", "2048", "4096", 1024, 2048, 4096] = "1024"
 
-    _no_nul = model_validator(mode="before")(classmethod(lambda cls, data: reject_nul(data)))
-    _model_url = field_validator("model_url")(classmethod(lambda cls, v: _ModelInput._model_url(v)))
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        return reject_nul(data)
+
+    @field_validator("model_url")
+    @classmethod
+    def _model_url(cls, value: str) -> str:
+        checked = _check_model_url(value)
+        if checked is None:
+            raise ValueError("Missing required parameter: model_url")
+        return checked
 
     def params(self) -> dict[str, Any]:
         return {

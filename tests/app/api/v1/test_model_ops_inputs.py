@@ -41,6 +41,8 @@ def raw(content: bytes) -> str:
         ("retexture", {"model_url": MODEL, "image_style_url": "data:image/png;base64,"}, "image_style_url"),
         ("text-to-texture", {"model_url": MODEL, "object_prompt": "a box"}, "style_prompt"),
         ("text-to-texture", {"object_prompt": "a", "style_prompt": "b"}, "model_url"),
+        ("text-to-texture", {"model_url": "", "object_prompt": "a", "style_prompt": "b"}, "model_url"),
+        ("text-to-texture", {"model_url": "gopher://x/a.glb", "object_prompt": "a", "style_prompt": "b"}, "model_url"),
         ("uv-unwrap", {"model_url": raw(b"v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")}, "GLB"),
         ("uv-unwrap", {"model_url": "https://example.com/a.obj"}, ".glb"),
         ("print/multi-color", {"model_url": MODEL, "max_colors": 17}, "max_colors"),
