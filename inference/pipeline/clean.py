@@ -35,6 +35,10 @@ def load_mesh(path: Path) -> trimesh.Trimesh:
 MERGE_TOLERANCE = 1e-8
 
 
+class NoSurface(ValueError):
+    """Nothing with an area is left once degenerate faces are gone."""
+
+
 def clean_mesh(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     """Weld, drop degenerate/duplicate faces and unused vertices, and orient closed meshes outward.
 
@@ -59,7 +63,7 @@ def clean_mesh(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     keep, _ = unique_rows(np.sort(faces, axis=1))
     faces = faces[np.sort(keep)]
     if len(faces) == 0:
-        raise ValueError("mesh has no usable faces after cleaning")
+        raise NoSurface("mesh has no usable faces after cleaning")
     used, compact = np.unique(faces, return_inverse=True)
     vertices, faces = welded[used], compact.reshape(-1, 3)
     if colours is not None:

@@ -383,16 +383,24 @@ def _check_views(header: dict, buffers: list[bytes]) -> list[memoryview]:
         length = _int(view.get("byteLength"), 0)
         if start + length > len(content):
             raise InputRejected(CORRUPT)
-        if "byteStride" in view:
-            _int(view["byteStride"], 1, 253)
+        if "byteStride" in view:  # the spec's range, 4-byte aligned
+            stride = _int(view["byteStride"], 4, 253)
+            if stride % 4:
+                raise InputRejected(CORRUPT)
         views.append(memoryview(content)[start : start + length])
     return views
 
 
+# What trimesh may allocate converting every accessor of a file (it converts all of them, used or not, as float64
+# copies): past this a small file could still take gigabytes, so it is refused.
+ACCESSOR_BUDGET_BYTES = 1 << 30
+
+
 def _check_accessors(header: dict, views: list[memoryview], limits: _Limits) -> None:
-    """Every accessor within its buffer view; bufferless ones (trimesh fills them with zeros) no larger than a mesh
-    can be."""
+    """Every accessor within its buffer view, strided no tighter than its element; bufferless ones (trimesh fills
+    them with zeros) no larger than a mesh can be; all of them together within ACCESSOR_BUDGET_BYTES once converted."""
     view_headers = _list(header, "bufferViews")
+    allocated = 0
     for accessor in _list(header, "accessors"):
         size = _COMPONENT_SIZE.get(accessor.get("componentType"))  # type: ignore[arg-type] (unhashable: corrupt)
         width = _TYPE_COUNT.get(accessor.get("type"))  # type: ignore[arg-type]
@@ -403,12 +411,15 @@ def _check_accessors(header: dict, views: list[memoryview], limits: _Limits) -> 
         if "bufferView" not in accessor:
             if count > limits.max_vertices:
                 raise InputRejected(CORRUPT)
-            continue
-        index = _int(accessor["bufferView"], 0, len(views))
-        start = _int(accessor.get("byteOffset", 0))
-        stride = view_headers[index].get("byteStride", element)
-        if count and start + (count - 1) * stride + element > len(views[index]):
-            raise InputRejected(CORRUPT)
+        else:
+            index = _int(accessor["bufferView"], 0, len(views))
+            start = _int(accessor.get("byteOffset", 0))
+            stride = view_headers[index].get("byteStride", element)
+            if stride < element or (count and start + (count - 1) * stride + element > len(views[index])):
+                raise InputRejected(CORRUPT)
+        allocated += count * width * 8  # converted to float64 (or int64) by trimesh
+        if allocated > ACCESSOR_BUDGET_BYTES:
+            raise InputRejected("the model declares more data than it may (too many or too large accessors)")
 
 
 def _primitive_counts(header: dict, primitive: dict) -> tuple[int, int]:
@@ -446,6 +457,8 @@ def _check_scene(header: dict, limits: _Limits) -> None:
             raise InputRejected(CORRUPT)
         counts = [_primitive_counts(header, p) for p in primitives]
         mesh_counts.append((sum(c[0] for c in counts), sum(c[1] for c in counts)))
+    # trimesh builds every mesh of the file, reachable or not: all of them once must fit the limits too.
+    limits.check(sum(c[0] for c in mesh_counts), sum(c[1] for c in mesh_counts))
     parent: dict[int, int] = {}
     for index, node in enumerate(nodes):
         children = node.get("children", [])
@@ -594,10 +607,10 @@ def _fbx_to_glb(data: bytes) -> bytes:
 
 
 def _load_obj(data: bytes, limits: _Limits, notes: list[str]) -> trimesh.Scene:
-    # Counted before parsing: one triangle or more per face line, one vertex per `v` line.
-    limits.check(
-        len(re.findall(rb"^[ \t]*f[ \t]", data, re.MULTILINE)), len(re.findall(rb"^[ \t]*v[ \t]", data, re.MULTILINE))
-    )
+    # Counted before parsing: a face line of n corners makes n - 2 triangles; one vertex per `v` line.
+    face_lines = re.findall(rb"^[ \t]*f[ \t]+([^\r\n]*)", data, re.MULTILINE)
+    triangles = sum(max(len(line.split()) - 2, 0) for line in face_lines)
+    limits.check(triangles, len(re.findall(rb"^[ \t]*v[ \t]", data, re.MULTILINE)))
     if re.search(rb"^[ \t]*mtllib[ \t]", data, re.MULTILINE):
         notes.append(OBJ_WITHOUT_MTL)
     # Materials skipped: trimesh resolves `mtllib` and `map_Kd` next to the file; here nothing is opened at all.
@@ -630,10 +643,21 @@ def _load_stl(data: bytes, limits: _Limits) -> trimesh.Scene:
 # --- one mesh -----------------------------------------------------------------------------------------------------
 
 
+# Beyond these the mesh libraries lose their footing (xatlas was seen to spin forever on a 1e38-sized tetrahedron).
+MAX_COORDINATE = 1e6
+MIN_SIZE = 1e-6
+
+
 def _check_geometry(mesh: trimesh.Trimesh) -> None:
     faces = np.asarray(mesh.faces)
     if faces.ndim != 2 or faces.shape[1] != 3 or faces.min() < 0 or faces.max() >= len(mesh.vertices):
         raise InputRejected(CORRUPT)
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    if len(vertices) and np.isfinite(vertices).all():
+        if np.abs(vertices).max() > MAX_COORDINATE:
+            raise InputRejected(f"the model's coordinates are out of range (beyond {MAX_COORDINATE:g} units)")
+        if float(np.linalg.norm(vertices.max(axis=0) - vertices.min(axis=0))) < MIN_SIZE:
+            raise InputRejected("the model has no size (all its points are in one place)")
     uv = getattr(mesh.visual, "uv", None)
     if uv is not None and np.shape(uv) != (len(mesh.vertices), 2):
         raise InputRejected(CORRUPT)

@@ -39,7 +39,7 @@ import trimesh
 from PIL import Image
 
 from inference.pipeline import texture
-from inference.pipeline.clean import MERGE_TOLERANCE, safe_vertex_normals, unique_rows
+from inference.pipeline.clean import MERGE_TOLERANCE, NoSurface, safe_vertex_normals, unique_rows
 from inference.pipeline.deliverables import Deliverables, ExportFailed, build_deliverables, write_surface
 from inference.pipeline.export_glb import gltf_from_glb
 from inference.pipeline.model_input import LoadedModel, OpResult
@@ -94,8 +94,13 @@ def remesh(model: LoadedModel, params: Mapping[str, Any], out_dir: Path, progres
         "target_formats": formats,
         "alpha_thumbnail": bool(params.get("alpha_thumbnail")),
     }
-    with _conversion_errors():
-        built = build_deliverables(geometry, pipeline, out_dir, _span(progress, 0.1, 1.0), source=source, place=place)
+    try:
+        with _conversion_errors():
+            built = build_deliverables(
+                geometry, pipeline, out_dir, _span(progress, 0.1, 1.0), source=source, place=place
+            )
+    except NoSurface as exc:
+        raise InputRejected("the model has no surface to remesh (every face is degenerate)") from exc
     return _result(built)
 
 

@@ -570,6 +570,8 @@ def uv_unwrap(model: LoadedModel, params: Mapping[str, Any], out_dir: Path, prog
     (`texture_0_metallic/_roughness/_normal.png`). Writes `preview.png` (and `preview_alpha.png` when
     `alpha_thumbnail`). `extra["notes"]` lists what could not be carried over.
     """
+    if model.source_format != "glb":  # the API checks the URL; the content decides
+        raise InputRejected(f"uv-unwrap takes a GLB model, not {model.source_format.upper()}")
     report = _reporter(progress)
     faces = len(model.mesh.faces)
     if faces > UV_UNWRAP_MAX_FACES:
@@ -601,7 +603,7 @@ def retexture(
     """Meshy /retexture: the same geometry with a new texture following `style_image` or `text_style_prompt`.
 
     params: text_style_prompt (ignored when `style_image` is given: the image wins, as on Meshy),
-    enable_original_uv (default false: paint in the model's own UVs; without UVs `InputRejected` with code
+    enable_original_uv (default false; when true, paint in the model's own UVs; without UVs `InputRejected` with code
     `model_missing_uv`, with UVs covering under 5 % of the unit square `model_insufficient_uv`; otherwise a
     fresh xatlas atlas), enable_pbr (also metallic, roughness and normal maps), hd_texture (2048² instead of
     1024²), target_formats (default glb, obj, fbx, stl, usdz), alpha_thumbnail, seed (optional, default 0).

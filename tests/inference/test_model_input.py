@@ -617,3 +617,54 @@ def test_damaged_files_are_refused_or_read_never_a_crash(tmp_path: Path) -> None
 
 def test_limits_are_the_documented_ones() -> None:
     assert model_input.MAX_FACES == 300_000 and model_input.MODEL_FORMATS == ("glb", "gltf", "obj", "fbx", "stl")
+
+
+# --- found by review: small files that would cost a worker gigabytes or hang a library --------------------------
+
+
+def _bomb_glb(kind: str, copies: int) -> bytes:
+    from inference.pipeline.model_input import _join_glb
+
+    count = 30_000
+    pos = np.random.default_rng(0).random((count, 3), dtype=np.float32).tobytes()
+    view = {"buffer": 0, "byteOffset": 0, "byteLength": len(pos)}
+    header: dict = {"asset": {"version": "2.0"}, "buffers": [{"byteLength": len(pos)}], "bufferViews": [view],
+                    "accessors": [{"bufferView": 0, "componentType": 5126, "count": count, "type": "VEC3"}],
+                    "nodes": [{"mesh": 0}], "scenes": [{"nodes": [0]}], "scene": 0}  # fmt: skip
+    if kind == "unused-meshes":  # many meshes on one accessor; the scene uses one, trimesh builds them all
+        header["meshes"] = [{"primitives": [{"attributes": {"POSITION": 0}}]} for _ in range(copies)]
+    else:  # MAT4 accessors strided 4 bytes apart over one view: each a 16x copy when converted
+        header["bufferViews"].append({**view, "byteStride": 4})
+        header["accessors"] += [{"bufferView": 1, "componentType": 5126, "count": (len(pos) - 64) // 4 + 1,
+                                 "type": "MAT4"} for _ in range(copies)]  # fmt: skip
+        header["meshes"] = [{"primitives": [{"attributes": {"POSITION": 0}}]}]
+    return bytes(_join_glb(header, bytearray(pos)))
+
+
+@pytest.mark.parametrize("kind", ["unused-meshes", "overlapping-strides"])
+def test_small_files_that_expand_are_refused_before_reading(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "bomb.glb"
+    path.write_bytes(_bomb_glb(kind, 40))
+    assert path.stat().st_size < 1_000_000
+    with pytest.raises(InputRejected):
+        load_model(path, "glb")
+
+
+def test_out_of_range_and_sizeless_models_are_refused(tmp_path: Path) -> None:
+    faces = [[0, 1, 2], [0, 2, 3], [0, 3, 1], [1, 3, 2]]
+    for scale, message in ((3e38, "out of range"), (1e-9, "no size")):
+        vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float64) * scale
+        path = tmp_path / "tetra.glb"
+        path.write_bytes(trimesh.Trimesh(vertices, faces, process=False).export(file_type="glb"))
+        with pytest.raises(InputRejected, match=message):
+            load_model(path, "glb")
+
+
+def test_obj_polygons_count_as_their_triangles(tmp_path: Path) -> None:
+    corners = 2000  # one face line of 2000 corners is 1998 triangles
+    lines = [f"v {np.cos(a)} {np.sin(a)} 0" for a in np.linspace(0, 2 * np.pi, corners, endpoint=False)]
+    lines.append("f " + " ".join(str(i + 1) for i in range(corners)))
+    path = tmp_path / "fan.obj"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputRejected, match="1998 faces"):
+        load_model(path, "obj", max_faces=1000)

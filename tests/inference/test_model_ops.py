@@ -362,3 +362,25 @@ def test_an_inside_out_source_is_turned_like_the_cleaned_mesh() -> None:
     source = texture.TexturedSource(sphere.vertices, inside_out, np.zeros((len(sphere.vertices), 2)), maps)
     assert source.oriented_like(sphere.vertices, sphere.faces).outward == -1.0
     assert source.oriented_like(sphere.vertices, inside_out) is source
+
+
+def test_a_model_of_degenerate_faces_is_the_callers_problem(tmp_path: Path) -> None:
+    from inference.pipeline.model_input import load_model
+    from inference.runners.base import InputRejected
+
+    path = tmp_path / "flat.glb"  # one triangle whose corners are on one line: no area anywhere
+    path.write_bytes(trimesh.Trimesh([[0, 0, 0], [1, 0, 0], [2, 0, 0]], [[0, 1, 2]], process=False).export(
+        file_type="glb"))  # fmt: skip
+    with pytest.raises(InputRejected, match="no surface"):
+        model_ops.remesh(load_model(path, "glb"), {"target_polycount": 500}, tmp_path / "out", lambda f: None)
+
+
+def test_uv_unwrap_reads_the_content_not_the_name(tmp_path: Path) -> None:
+    from inference.pipeline import retexture
+    from inference.pipeline.model_input import load_model
+    from inference.runners.base import InputRejected
+
+    path = tmp_path / "box.obj"
+    path.write_text(trimesh.creation.box().export(file_type="obj"))
+    with pytest.raises(InputRejected, match="GLB"):
+        retexture.uv_unwrap(load_model(path, "obj"), {}, tmp_path / "out", lambda f: None)
