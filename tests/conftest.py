@@ -201,3 +201,13 @@ async def make_caller(settings: Settings, db, credits: int = 1000, name: str = "
 @pytest_asyncio.fixture
 async def caller(settings: Settings, db) -> Caller:  # type: ignore[no-untyped-def]
     return await make_caller(settings, db)
+
+
+async def unthrottle(db, caller: Caller, max_concurrent_tasks: int = 10) -> None:  # type: ignore[no-untyped-def]
+    """Put `caller` on a plan with the pro queue limit but no practical request rate: tests that create many tasks
+    quickly must meet the limit they test, never RateLimitExceeded on a fast machine."""
+    async with db() as session, session.begin():
+        await billing_service.upsert_plan(
+            session, name="unthrottled", requests_per_second=10_000, max_concurrent_tasks=max_concurrent_tasks
+        )
+        await billing_service.set_plan(session, account_id=caller.account_id, plan="unthrottled")

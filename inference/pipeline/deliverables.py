@@ -212,15 +212,7 @@ def build_deliverables(
                 model_files["pre_remeshed_glb"] = pre_remeshed.result()
     report(1.0)
     clock.timings["total"] = round(time.perf_counter() - started, 4)
-    return Deliverables(
-        model_files=model_files,
-        texture_files=[dict(material.files)] if material.files else [],
-        thumbnail=thumb_name,
-        alpha_thumbnail=alpha_name,
-        faces=surface.polygon_count,
-        timings=clock.timings,
-        thumbnails=thumbnails,
-    )
+    return _deliverables(model_files, material, (thumb_name, alpha_name), thumbnails, surface, clock)
 
 
 def write_surface(
@@ -254,11 +246,22 @@ def write_surface(
             thumbnails = views.result() if views is not None else {}
     report(1.0)
     clock.timings["total"] = round(time.perf_counter() - started, 4)
+    return _deliverables(model_files, material, (thumb_name, alpha_name), thumbnails, surface, clock)
+
+
+def _deliverables(
+    model_files: dict[str, str],
+    material: Material,
+    thumbs: tuple[str, str | None],
+    thumbnails: dict[str, str],
+    surface: Surface,
+    clock: _Clock,
+) -> Deliverables:
     return Deliverables(
         model_files=model_files,
         texture_files=[dict(material.files)] if material.files else [],
-        thumbnail=thumb_name,
-        alpha_thumbnail=alpha_name,
+        thumbnail=thumbs[0],
+        alpha_thumbnail=thumbs[1],
         faces=surface.polygon_count,
         timings=clock.timings,
         thumbnails=thumbnails,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Api, Caller, make_caller
+from tests.conftest import Api, Caller, make_caller, unthrottle
 from tests.images import data_uri, object_photo
 
 pytestmark = pytest.mark.asyncio
@@ -109,7 +109,8 @@ async def test_input_task_id_must_be_an_own_succeeded_image_task(api: Api, calle
     assert await balance(api, other) == 1000
 
 
-async def test_2d_resources_do_not_count_toward_the_queue_limit(api: Api, caller: Caller) -> None:
+async def test_2d_resources_do_not_count_toward_the_queue_limit(api: Api, caller: Caller, db) -> None:  # type: ignore[no-untyped-def]
+    await unthrottle(db, caller)
     for _ in range(10):  # the pro plan's 10 unfinished generation tasks
         assert (await api.client.post(I23D, json={"image_url": PHOTO}, headers=caller.headers)).status_code == 202
     refused = await api.client.post(MULTI, json={"image_urls": [PHOTO]}, headers=caller.headers)
@@ -203,7 +204,8 @@ async def test_a_picture_too_large_to_decode_is_refused_at_create(api: Api, call
     assert response.status_code == 400 and "at most" in response.json()["message"]
 
 
-async def test_2d_tasks_have_their_own_pending_limit(api: Api, caller: Caller) -> None:
+async def test_2d_tasks_have_their_own_pending_limit(api: Api, caller: Caller, db) -> None:  # type: ignore[no-untyped-def]
+    await unthrottle(db, caller)
     body = {"ai_model": "nano-banana", "prompt": "a chair"}
     for _ in range(50):  # the pro plan's queue limit of 10, five times over
         assert (await api.client.post(T2I, json=body, headers=caller.headers)).status_code == 202
