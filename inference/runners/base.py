@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,29 @@ ASPECT_RATIOS: dict[str, tuple[int, int]] = {
 
 # Called with a fraction in [0, 1]; may be called from a worker thread.
 ProgressCallback = Callable[[float], None]
+
+
+class FractionProgress:
+    """Monotonic progress in [0, 1] for runners that report fractions: `step(f)` (also `self(f)`) sleeps `delay`
+    first to mimic a slow model; `span(lo, hi)` maps a sub-task's own 0..1 into that range."""
+
+    def __init__(self, progress: ProgressCallback, delay: float) -> None:
+        self._progress, self._delay, self._last = progress, delay, 0.0
+        progress(0.0)
+
+    def step(self, fraction: float) -> None:
+        if self._delay > 0:
+            time.sleep(self._delay)
+        self._report(fraction)
+
+    __call__ = step
+
+    def span(self, lo: float, hi: float) -> ProgressCallback:
+        return lambda f: self._report(lo + (hi - lo) * float(f))
+
+    def _report(self, fraction: float) -> None:
+        self._last = max(self._last, min(1.0, fraction))
+        self._progress(self._last)
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from scipy import ndimage
 from inference.runners import procedural_paint
 from inference.runners.base import InputRejected, ProgressCallback, RunnerArtifacts
 from inference.runners.cutout import Cutout, foreground, load_rgba
-from inference.runners.procedural import PREVIEW_GREY, _normalise, _Steps, prompt_words
+from inference.runners.procedural import PREVIEW_GREY, Steps, normalise, prompt_words
 
 WORK_SIDE = 192  # pixels along the crop's longest side for the silhouette fields
 WORK_SIDE_MAX = 640  # ...raised up to this for thin objects, so they keep a few pixels of width
@@ -70,7 +70,7 @@ class ImageInflateRunner:
             raise ValueError("image-inflate needs inputs['images']")
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        steps = _Steps(progress, self.step_delay_s)
+        steps = Steps(progress, self.step_delay_s)
         timings: dict[str, float] = {}
 
         start = time.perf_counter()
@@ -96,7 +96,7 @@ class ImageInflateRunner:
         normals = np.asarray(mesh.vertex_normals)
         # Vertices are in work pixels (x = column, y = -row); picture pixels for the colour lookups.
         pixels = (np.stack([verts[:, 0], -verts[:, 1]], axis=1) + 0.5) / work_scale - 0.5
-        unit = _normalise(verts)
+        unit = normalise(verts)
         colours, source = self._colours(inputs, params, crop_rgb, crop_alpha, pixels, normals, unit)
         timings["colour"] = time.perf_counter() - start
         steps.step(9)

@@ -19,7 +19,6 @@ invents content the inputs do not already have; the same inputs always give byte
 from __future__ import annotations
 
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from scipy import ndimage
 
 from inference.pipeline import thumbnail
 from inference.runners import cutout, image_inflate
-from inference.runners.base import ASPECT_RATIOS, ProgressCallback, RunnerArtifacts
+from inference.runners.base import ASPECT_RATIOS, FractionProgress, ProgressCallback, RunnerArtifacts
 from inference.runners.procedural import ProceduralRunner, prompt_words
 from inference.runners.procedural_paint import COLOR_WORDS, paint
 
@@ -55,26 +54,6 @@ def canvas_size(aspect_ratio: str | None) -> tuple[int, int]:
     if w >= h:
         return LONG_SIDE, int(round(LONG_SIDE * h / w))
     return int(round(LONG_SIDE * w / h)), LONG_SIDE
-
-
-class _Progress:
-    """Monotonic progress in [0, 1]; `step` sleeps `delay` first to mimic a slow model, `span` maps a sub-task."""
-
-    def __init__(self, progress: ProgressCallback, delay: float) -> None:
-        self._progress, self._delay, self._last = progress, delay, 0.0
-        progress(0.0)
-
-    def step(self, fraction: float) -> None:
-        if self._delay > 0:
-            time.sleep(self._delay)
-        self._report(fraction)
-
-    def span(self, lo: float, hi: float) -> ProgressCallback:
-        return lambda f: self._report(lo + (hi - lo) * float(f))
-
-    def _report(self, fraction: float) -> None:
-        self._last = max(self._last, min(1.0, fraction))
-        self._progress(self._last)
 
 
 # --- rendering meshes --------------------------------------------------------------------------------------------
@@ -245,7 +224,7 @@ class ProceduralImageRunner:
     ) -> RunnerArtifacts:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        steps = _Progress(progress, self.step_delay_s)
+        steps = FractionProgress(progress, self.step_delay_s)
         prompt = str(params.get("prompt") or "")
         seed = int(params.get("seed") or 0)
         multi = _flag(params, "generate_multi_view")
@@ -419,7 +398,7 @@ class ImageEditRunner:
             raise ValueError("image-edit needs inputs['images'] (1 to 5 picture paths)")
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        steps = _Progress(progress, self.step_delay_s)
+        steps = FractionProgress(progress, self.step_delay_s)
         multi = _flag(params, "generate_multi_view")
         transparent = _flag(params, "remove_background")
         width, height = (LONG_SIDE, LONG_SIDE) if multi else canvas_size(params.get("aspect_ratio"))
@@ -460,7 +439,9 @@ class ImageEditRunner:
             },
         )
 
-    def _views(self, rgb: np.ndarray, alpha: np.ndarray, steps: _Progress) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _views(
+        self, rgb: np.ndarray, alpha: np.ndarray, steps: FractionProgress
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Front, right and back renders of the image-to-3D reference mesh built from the recoloured cut-out."""
         # A transparent border around the tight crop, so the picture reads as an object on a clear background.
         pad = max(alpha.shape) // 8 + 1

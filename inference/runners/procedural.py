@@ -42,7 +42,7 @@ def seeded_rng(words: list[str], seed: int, salt: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:16], "little"))
 
 
-class _Steps:
+class Steps:
     """Reports `total` evenly spaced progress steps, sleeping before each to mimic a slow model."""
 
     def __init__(self, progress: ProgressCallback, delay: float, total: int = 10) -> None:
@@ -76,7 +76,7 @@ class ProceduralRunner:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         mode = params.get("mode", "preview")
-        steps = _Steps(progress, self.step_delay_s)
+        steps = Steps(progress, self.step_delay_s)
         if mode == "preview":
             artifacts = self._preview(params, out_dir, steps)
         elif mode == "refine":
@@ -86,7 +86,7 @@ class ProceduralRunner:
         steps.step()
         return artifacts
 
-    def _preview(self, params: Mapping[str, Any], out_dir: Path, steps: _Steps) -> RunnerArtifacts:
+    def _preview(self, params: Mapping[str, Any], out_dir: Path, steps: Steps) -> RunnerArtifacts:
         words = prompt_words(params.get("prompt"))
         seed = int(params.get("seed") or 0)
         symmetric = params.get("symmetry_mode") != "off"
@@ -99,7 +99,7 @@ class ProceduralRunner:
             res = int(np.clip(BASE_RESOLUTION * np.sqrt(FACE_TARGET / max(len(faces), 1)), 48, 220))
             verts, faces = polygonise(comp, res, symmetric)
         steps.step(7)
-        mesh = trimesh.Trimesh(_normalise(verts), faces, process=False)
+        mesh = trimesh.Trimesh(normalise(verts), faces, process=False)
         mesh.visual.vertex_colors = np.tile(np.array(PREVIEW_GREY, dtype=np.uint8), (len(mesh.vertices), 1))
         steps.step(9)
         path = out_dir / "raw.ply"
@@ -117,7 +117,7 @@ class ProceduralRunner:
         )
 
     def _refine(
-        self, inputs: Mapping[str, Any], params: Mapping[str, Any], out_dir: Path, steps: _Steps
+        self, inputs: Mapping[str, Any], params: Mapping[str, Any], out_dir: Path, steps: Steps
     ) -> RunnerArtifacts:
         source = inputs.get("preview_mesh")
         if source is None:
@@ -148,7 +148,7 @@ class ProceduralRunner:
         )
 
 
-def _normalise(verts: np.ndarray) -> np.ndarray:
+def normalise(verts: np.ndarray) -> np.ndarray:
     """Scale to a unit longest side, centre on x/z, stand on y = 0 (keeps x = 0 symmetry intact)."""
     lo, hi = verts.min(axis=0), verts.max(axis=0)
     scale = 1.0 / float(np.max(hi - lo))

@@ -34,8 +34,8 @@ import trimesh
 from scipy import ndimage
 
 from inference.runners import cutout, procedural_paint
-from inference.runners.base import InputRejected, ProgressCallback, RunnerArtifacts
-from inference.runners.procedural import PREVIEW_GREY, prompt_words
+from inference.runners.base import FractionProgress, InputRejected, ProgressCallback, RunnerArtifacts
+from inference.runners.procedural import PREVIEW_GREY, normalise, prompt_words
 
 RESOLUTION = 100  # grid cells along the longest side of the object
 PAD_CELLS = 3
@@ -304,25 +304,6 @@ def vertex_colours(
     return stacked[rows, best[:, 0]] * picked[:, :1] + stacked[rows, best[:, 1]] * picked[:, 1:]
 
 
-def normalise(verts: np.ndarray) -> np.ndarray:
-    """Scale to a unit longest side, centre on x/z, stand on y = 0 (as the procedural runner does)."""
-    lo, hi = verts.min(axis=0), verts.max(axis=0)
-    scale = 1.0 / float(np.max(hi - lo))
-    centre = np.array([(lo[0] + hi[0]) / 2, lo[1], (lo[2] + hi[2]) / 2])
-    return (verts - centre) * scale
-
-
-class _Progress:
-    def __init__(self, progress: ProgressCallback, delay: float) -> None:
-        self._progress, self._delay = progress, delay
-        progress(0.0)
-
-    def __call__(self, fraction: float) -> None:
-        if self._delay > 0:
-            time.sleep(self._delay)
-        self._progress(fraction)
-
-
 class VisualHullRunner:
     """Runner protocol implementation; see the module docstring. `step_delay_s` slows each progress step."""
 
@@ -350,7 +331,7 @@ class VisualHullRunner:
             return ImageInflateRunner(self.cutout_model, self.step_delay_s).run(inputs, params, out_dir, progress)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        step = _Progress(progress, self.step_delay_s)
+        step = FractionProgress(progress, self.step_delay_s)
         timings: dict[str, float] = {}
         clock = time.perf_counter()
 
