@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from app.api.v1.schemas import MAX_URL_LENGTH
-from app.api.v2.schemas import PROMPT_MAX, reject_nul
+from app.api.v2.schemas import PROMPT_MAX, MeshyRequest
 
 # What this server writes; `blend` needs Blender on the worker, which the reference deployment does not ship.
 WRITTEN_FORMATS = ("glb", "fbx", "obj", "usdz", "stl", "3mf")
@@ -37,18 +37,11 @@ def _check_model_url(value: str | None) -> str | None:
     return value
 
 
-class _ModelInput(BaseModel):
+class _ModelInput(MeshyRequest):
     """`input_task_id` (a SUCCEEDED model task of the caller's; wins) or `model_url` (URL or data URI)."""
-
-    model_config = ConfigDict(extra="ignore")
 
     input_task_id: str | None = Field(None, max_length=64)
     model_url: str | None = Field(None, description=".glb .gltf .obj .fbx .stl: a public URL or a data: URI.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        return reject_nul(data)
 
     @field_validator("model_url")
     @classmethod
@@ -169,10 +162,8 @@ class RetextureRequest(_ModelInput):
         }
 
 
-class TextToTextureRequest(BaseModel):
+class TextToTextureRequest(MeshyRequest):
     """Meshy's legacy Text to Texture: `model_url` is required (no input_task_id)."""
-
-    model_config = ConfigDict(extra="ignore")
 
     model_url: str = Field(description=".glb .gltf .obj .fbx .stl URL or data URI.")
     object_prompt: str = Field(min_length=1, max_length=PROMPT_MAX)
@@ -182,11 +173,6 @@ class TextToTextureRequest(BaseModel):
     enable_original_uv: bool = True
     enable_pbr: bool = True
     resolution: Literal["1024", "2048", "4096", 1024, 2048, 4096] = "1024"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        return reject_nul(data)
 
     @field_validator("model_url")
     @classmethod

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.api.v2.schemas import PROMPT_MAX, TaskError, _MeshyBody, reject_nul
+from app.api.v2.schemas import PROMPT_MAX, MeshyRequest, TaskError, _MeshyBody
 
 MEDIA_PREFIXES = ("http://", "https://", "data:image/png", "data:image/jpeg", "data:image/jpg")
 ASPECT_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3")
@@ -132,9 +132,7 @@ class MultiImageTo3DRequest(_ModelFromImage):
         return self
 
 
-class _ImageBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class _ImageBody(MeshyRequest):
     ai_model: str = Field(max_length=40, description="nano-banana, nano-banana-2, nano-banana-pro, gpt-image-2...")
     prompt: str = Field(min_length=1, max_length=IMAGE_PROMPT_MAX)
     generate_multi_view: bool = Field(False, description="Three views of one object (front, right, back).")
@@ -142,11 +140,6 @@ class _ImageBody(BaseModel):
     pose_mode: Literal["a-pose", "t-pose", ""] = ""
     remove_background: bool = False
     moderation: bool = False
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        return reject_nul(data)
 
     @field_validator("prompt")
     @classmethod

@@ -37,10 +37,19 @@ def reject_nul(data: Any) -> Any:
     return data
 
 
-class _MeshyBody(BaseModel):
-    # Real clients send deprecated and invented fields (loop, frame_rate...): ignore what we don't know.
+class MeshyRequest(BaseModel):
+    """Every create body: unknown fields ignored (real clients send deprecated and invented ones: loop,
+    frame_rate...), and no NUL character anywhere (Postgres cannot store it)."""
+
     model_config = ConfigDict(extra="ignore")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        return reject_nul(data)
+
+
+class _MeshyBody(MeshyRequest):
     ai_model: str = Field("latest", max_length=40, description="meshy-5, meshy-6, latest, or a local model name.")
     moderation: bool = False
     target_formats: list[Format] | None = Field(
@@ -50,11 +59,6 @@ class _MeshyBody(BaseModel):
     alpha_thumbnail: bool = False
     auto_size: bool = False
     origin_at: Literal["bottom", "center"] = "bottom"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nul(cls, data: Any) -> Any:
-        return reject_nul(data)
 
     @field_validator("target_formats")
     @classmethod
