@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +20,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from bench.pipeline import median_run, peak_rss_mb, run_child
 
 SIZE = 1024
 TARGET_S = 10.0
@@ -52,10 +51,6 @@ def photo(path: Path) -> None:
     Image.fromarray(np.clip(picture * 255, 0, 255).astype(np.uint8)).save(path, quality=92)
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run_ours(picture: Path) -> dict[str, Any]:
     from inference.bundled_models import u2netp_path
     from inference.pipeline.deliverables import build_deliverables
@@ -74,7 +69,7 @@ def run_ours(picture: Path) -> dict[str, Any]:
         wall = time.perf_counter() - started
     stages = {**artifacts.metadata["timings_s"], "pipeline": pipeline_s, "runner": runner_s}
     return {"wall_s": wall, "stages": stages, "pipeline_stages": result.timings, "faces": result.faces,
-            "raw_faces": artifacts.metadata["faces"], "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
+            "raw_faces": artifacts.metadata["faces"], "peak_rss_mb": peak_rss_mb()}  # fmt: skip
 
 
 def run_plain(picture: Path) -> dict[str, Any]:
@@ -88,19 +83,7 @@ def run_plain(picture: Path) -> dict[str, Any]:
     started = time.perf_counter()
     cutout.mask(rgb)
     wall = time.perf_counter() - started
-    return {"wall_s": wall, "stages": {}, "peak_rss_mb": _peak_rss_mb()}
-
-
-def _child(kind: str, picture: Path) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "bench.image_to_3d", "--one", kind, str(picture)],
-                         capture_output=True, text=True, check=True, timeout=600)  # fmt: skip
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    stages = {key: statistics.median(r["stages"][key] for r in runs) for key in runs[0]["stages"]}
-    return {**runs[0], "stages": stages, "runs": len(runs),
-            **{key: statistics.median(r[key] for r in runs) for key in ("wall_s", "peak_rss_mb")}}  # fmt: skip
+    return {"wall_s": wall, "stages": {}, "peak_rss_mb": peak_rss_mb()}
 
 
 def measure(repeat: int = 3) -> dict[str, Any]:
@@ -110,7 +93,7 @@ def measure(repeat: int = 3) -> dict[str, Any]:
         results: dict[str, Any] = {"size": SIZE}
         for kind in ("plain", "ours"):
             print(f"[bench] (i) image-to-3d: {kind}, {repeat} runs", file=sys.stderr, flush=True)
-            results[kind] = _median([_child(kind, picture) for _ in range(repeat)])
+            results[kind] = median_run([run_child("bench.image_to_3d", kind, str(picture)) for _ in range(repeat)])
     return results
 
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +23,8 @@ from typing import Any
 import numpy as np
 import trimesh
 from PIL import Image
+
+from bench.pipeline import peak_rss_mb, run_child
 
 CASES = ("convert", "resize", "remesh", "repair")
 
@@ -57,10 +57,6 @@ def broken_mesh(path: Path) -> int:
     return len(faces)
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run_ours(case: str, source: Path) -> dict[str, Any]:
     from inference.pipeline import model_ops, printing
     from inference.pipeline.model_input import load_model
@@ -80,7 +76,7 @@ def run_ours(case: str, source: Path) -> dict[str, Any]:
         else:
             printing.repair(model, Path(out), _quiet)
         wall = time.perf_counter() - started
-    return {"wall_s": wall, "load_s": loaded, "peak_rss_mb": _peak_rss_mb()}
+    return {"wall_s": wall, "load_s": loaded, "peak_rss_mb": peak_rss_mb()}
 
 
 def run_plain(case: str, source: Path) -> dict[str, Any]:
@@ -106,17 +102,11 @@ def run_plain(case: str, source: Path) -> dict[str, Any]:
                 for fmt in ("glb", "obj", "stl"):
                     mesh.export(Path(out) / f"model.{fmt}")
         wall = time.perf_counter() - started
-    return {"wall_s": wall, "peak_rss_mb": _peak_rss_mb()}
+    return {"wall_s": wall, "peak_rss_mb": peak_rss_mb()}
 
 
 def _quiet(_fraction: float) -> None:
     pass
-
-
-def _child(kind: str, case: str, source: Path) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "bench.model_ops", "--one", kind, case, str(source)],
-                         capture_output=True, text=True, check=True, timeout=900)  # fmt: skip
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def measure(repeat: int = 3) -> dict[str, Any]:
@@ -128,7 +118,7 @@ def measure(repeat: int = 3) -> dict[str, Any]:
             source = stl if case == "repair" else glb
             for kind in ("plain", "ours"):
                 print(f"[bench] (m) {case}: {kind}, {repeat} runs", file=sys.stderr, flush=True)
-                runs = [_child(kind, case, source) for _ in range(repeat)]
+                runs = [run_child("bench.model_ops", kind, case, str(source), timeout=900) for _ in range(repeat)]
                 results[f"{case}/{kind}"] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
     return results
 

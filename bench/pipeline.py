@@ -38,7 +38,7 @@ def raw_mesh(path: Path) -> int:
     return len(sphere.faces)
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -51,7 +51,7 @@ def run_ours(raw: Path, topology: str) -> dict[str, Any]:
         started = time.perf_counter()
         result = build_deliverables(raw, params, Path(out))
         wall = time.perf_counter() - started
-    return {"wall_s": wall, "stages": result.timings, "faces": result.faces, "peak_rss_mb": _peak_rss_mb(),
+    return {"wall_s": wall, "stages": result.timings, "faces": result.faces, "peak_rss_mb": peak_rss_mb(),
             "files": sorted(result.model_files)}  # fmt: skip
 
 
@@ -85,16 +85,21 @@ def run_plain(raw: Path) -> dict[str, Any]:
         out_mesh.export(Path(out) / "model.stl")
         stages["stl"] = time.perf_counter() - t
     return {"wall_s": time.perf_counter() - started, "stages": stages, "faces": len(faces),
-            "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
+            "peak_rss_mb": peak_rss_mb()}  # fmt: skip
 
 
-def _child(kind: str, raw: Path) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "bench.pipeline", "--one", kind, str(raw)], capture_output=True,
-                         text=True, check=True, timeout=600)  # fmt: skip
+def run_child(module: str, *args: str, timeout: float = 600) -> dict[str, Any]:
+    """`python -m <module> --one <args>` in its own process (so its peak RSS is its own); its last line's JSON."""
+    out = subprocess.run([sys.executable, "-m", module, "--one", *args], capture_output=True, text=True, check=True,
+                         timeout=timeout)  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def _child(kind: str, raw: Path) -> dict[str, Any]:
+    return run_child("bench.pipeline", kind, str(raw))
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-figure medians over repeated runs: single runs on a shared 2-core machine are too noisy to compare."""
     stages = {key: statistics.median(r["stages"][key] for r in runs) for key in runs[0]["stages"]}
     return {**runs[0], "stages": stages, "runs": len(runs),
@@ -109,7 +114,7 @@ def measure(repeat: int = 3) -> dict[str, Any]:
         for kind in ("plain", "triangle", "quad"):
             print(f"[bench] (p) pipeline: {kind} path, {repeat} runs", file=sys.stderr, flush=True)
             # Interleaving would be fairer still; sequential medians keep each child's RSS its own.
-            results[kind] = _median_run([_child(kind, raw) for _ in range(repeat)])
+            results[kind] = median_run([_child(kind, raw) for _ in range(repeat)])
     return results
 
 

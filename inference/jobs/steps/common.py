@@ -47,18 +47,24 @@ async def input_images(job: JobContext, task: Task, name: str, work_dir: Path) -
     return paths
 
 
-async def fetch_image(job: JobContext, url: str, stem: Path, label: str) -> Path:
+async def guarded_fetch(job: JobContext, url: str, allowed: tuple[str, ...] | None) -> bytes:
+    """A URL input's bytes through the SSRF guard, with the deployment's size and time limits."""
     settings = job.settings
+    fetched = await fetch(
+        url, allowed=allowed, max_bytes=settings.fetch_max_bytes, timeout_s=settings.fetch_timeout_s,
+        allow_private=settings.fetch_allow_private,
+    )  # fmt: skip
+    return fetched.content
+
+
+async def fetch_image(job: JobContext, url: str, stem: Path, label: str) -> Path:
     try:
-        fetched = await fetch(
-            url, allowed=IMAGE_TYPES, max_bytes=settings.fetch_max_bytes, timeout_s=settings.fetch_timeout_s,
-            allow_private=settings.fetch_allow_private,
-        )  # fmt: skip
-        info = await asyncio.to_thread(inspect_image, fetched.content)
+        content = await guarded_fetch(job, url, IMAGE_TYPES)
+        info = await asyncio.to_thread(inspect_image, content)
     except FetchRefused as exc:
         raise InvalidInput(f"{label}: {exc}") from exc
     path = stem.with_suffix(info.extension)
-    await asyncio.to_thread(path.write_bytes, fetched.content)
+    await asyncio.to_thread(path.write_bytes, content)
     return path
 
 

@@ -7,13 +7,13 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from app.core.fetch import FetchRefused, fetch
+from app.core.fetch import FetchRefused
 from app.core.model_files import sniff_model
 from app.tasks.models import Task
 from app.tasks.outputs import TaskOutputs
 from inference.jobs.context import InvalidInput, JobContext
 from inference.jobs.progress import ProgressReporter
-from inference.jobs.steps.common import StepResult, input_images, run_runner
+from inference.jobs.steps.common import StepResult, guarded_fetch, input_images, run_runner
 from inference.pipeline.model_input import OpResult
 
 
@@ -32,17 +32,13 @@ async def model_input(job: JobContext, task: Task, work_dir: Path) -> tuple[Path
         if path is None:
             raise InvalidInput("model_url: the uploaded model is no longer available")
         return path, path.suffix.lstrip(".")
-    settings = job.settings
     try:
-        fetched = await fetch(
-            ref["url"], allowed=None, max_bytes=settings.fetch_max_bytes, timeout_s=settings.fetch_timeout_s,
-            allow_private=settings.fetch_allow_private,
-        )  # fmt: skip
-        fmt = sniff_model(fetched.content, ref["url"])
+        content = await guarded_fetch(job, ref["url"], None)  # a model: sniffed below, not by media type
+        fmt = sniff_model(content, ref["url"])
     except FetchRefused as exc:
         raise InvalidInput(f"model_url: {exc}") from exc
     path = work_dir / f"input_model.{fmt}"
-    await asyncio.to_thread(path.write_bytes, fetched.content)
+    await asyncio.to_thread(path.write_bytes, content)
     return path, fmt
 
 
