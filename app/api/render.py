@@ -23,9 +23,15 @@ _ECHOED = ("prompt", "negative_prompt", "art_style", "texture_prompt", "texture_
 _IMAGE_ECHOED = ("ai_model", "prompt", "generate_multi_view", "aspect_ratio", "pose_mode", "remove_background",
                  "reference_image_urls", "input_task_id", "moderation")  # fmt: skip
 _TEXT_TO_3D = (TaskType.TEXT_TO_3D_PREVIEW.value, TaskType.TEXT_TO_3D_REFINE.value)
-_FROM_IMAGES = (TaskType.IMAGE_TO_3D.value, TaskType.MULTI_IMAGE_TO_3D.value)
-_STRING_DEFAULTS = ("prompt", "negative_prompt", "art_style", "texture_prompt", "texture_image_url")
-_IMAGE_TO_3D_STRING_DEFAULTS = ("texture_prompt", "texture_image_url")
+# Inputs shown as "" when not given, per type (Meshy's objects carry them empty).
+_TEXT_TO_3D_STRINGS = ("prompt", "negative_prompt", "art_style", "texture_prompt", "texture_image_url")
+_IMAGE_TO_3D_STRINGS = ("texture_prompt", "texture_image_url")
+_STRING_DEFAULTS = {
+    TaskType.TEXT_TO_3D_PREVIEW.value: _TEXT_TO_3D_STRINGS,
+    TaskType.TEXT_TO_3D_REFINE.value: _TEXT_TO_3D_STRINGS,
+    TaskType.IMAGE_TO_3D.value: _IMAGE_TO_3D_STRINGS,
+    TaskType.MULTI_IMAGE_TO_3D.value: _IMAGE_TO_3D_STRINGS,
+}
 _CONVERT_KEYS = ("glb", "fbx", "obj", "usdz", "stl", "3mf")
 
 
@@ -74,8 +80,7 @@ def _render_model(
             body[key] = params[key]
     # `image_urls` is not echoed: clients read it as a task's output pictures (Meshy's MCP server lists a
     # multi-image-to-3d task's `image_urls` as generated images).
-    defaults = _STRING_DEFAULTS if task.type in _TEXT_TO_3D else _IMAGE_TO_3D_STRING_DEFAULTS
-    for key in defaults if task.type in (*_TEXT_TO_3D, *_FROM_IMAGES) else ():
+    for key in _STRING_DEFAULTS.get(task.type, ()):
         body.setdefault(key, "")
     if task.type in _TEXT_TO_3D:
         body["texture_richness"] = ""
