@@ -20,7 +20,6 @@ images of the call.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import math
@@ -36,7 +35,7 @@ from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image, Dif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from inference.runners.base import ASPECT_RATIOS, InputRejected, ProgressCallback, RunnerArtifacts
-from inference.runners.shap_e import ModelLoadError, _weight_bytes_on_disk
+from inference.runners.torch_weights import ModelLoadError, default_device, release_memory, weight_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +77,6 @@ def closest_aspect_ratio(width: int, height: int) -> str:
     return min(ASPECT_RATIOS, key=lambda k: abs(math.log(ASPECT_RATIOS[k][0] / ASPECT_RATIOS[k][1]) - target))
 
 
-def _default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def _as_bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in {"1", "true", "yes", "on"}
@@ -110,7 +105,7 @@ class DiffusionImageRunner:
         cutout_model: Path | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
-        self.device = device or _default_device()
+        self.device = device or default_device()
         on_cuda = torch.device(self.device).type == "cuda"
         self.dtype = dtype or (torch.float16 if on_cuda else torch.float32)
         self.num_inference_steps = int(num_inference_steps)
@@ -203,9 +198,7 @@ class DiffusionImageRunner:
                 return
             self._text2img = self._img2img = None
             self._cutout = None
-            gc.collect()
-            if torch.device(self.device).type == "cuda" and torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            release_memory(self.device)
 
     # -- sizing ----------------------------------------------------------------------------------------------
 
@@ -213,15 +206,7 @@ class DiffusionImageRunner:
     def weight_bytes(self) -> int:
         """Bytes of parameters and buffers at the runner's dtype: measured when loaded, else read from the
         safetensors headers on disk."""
-        pipe = self._text2img
-        if pipe is not None:
-            return sum(
-                t.numel() * t.element_size()
-                for m in pipe.components.values()
-                if isinstance(m, torch.nn.Module)
-                for t in (*m.parameters(), *m.buffers())
-            )
-        return _weight_bytes_on_disk(self.model_dir, torch.tensor([], dtype=self.dtype).element_size())
+        return weight_bytes(self._text2img, self.model_dir, self.dtype)
 
     @property
     def estimated_vram_gb(self) -> float:

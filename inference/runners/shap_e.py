@@ -14,10 +14,7 @@ makes that `2 * num_inference_steps - 1` iterations, read from `scheduler.timest
 
 from __future__ import annotations
 
-import gc
-import json
 import logging
-import struct
 import threading
 import time
 from collections.abc import Mapping
@@ -30,6 +27,9 @@ import trimesh
 from diffusers import ShapEPipeline
 
 from inference.runners.base import ProgressCallback, RunnerArtifacts
+from inference.runners.torch_weights import ModelLoadError, default_device, release_memory, weight_bytes
+
+__all__ = ["ModelLoadError", "ShapERunner"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,17 +40,6 @@ DECODED_AT = 0.95
 # Working memory of the mesh decode on top of the weights: diffusers' marching cubes builds int64 index tensors
 # over the whole 128^3 grid (12 edge ids and 15 triangle corners per cell, ~250 MB each) plus the query grid.
 DECODE_WORKSPACE_BYTES = int(1.5 * 2**30)
-# Bytes per element of each safetensors dtype, to estimate weight size before loading.
-_SAFETENSORS_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1}
-_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
-
-
-class ModelLoadError(RuntimeError):
-    """The model directory is missing, incomplete or unreadable."""
-
-
-def _default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class ShapERunner:
@@ -72,7 +61,7 @@ class ShapERunner:
         guidance_scale: float = 15.0,
     ) -> None:
         self.model_dir = Path(model_dir)
-        self.device = device or _default_device()
+        self.device = device or default_device()
         on_cuda = torch.device(self.device).type == "cuda"
         self.dtype = dtype or (torch.float16 if on_cuda else torch.float32)
         self.num_inference_steps = int(num_inference_steps)
@@ -126,9 +115,7 @@ class ShapERunner:
             if self._pipe is None:
                 return
             self._pipe = None
-            gc.collect()
-            if torch.device(self.device).type == "cuda" and torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            release_memory(self.device)
 
     # -- sizing ----------------------------------------------------------------------------------------------
 
@@ -136,15 +123,7 @@ class ShapERunner:
     def weight_bytes(self) -> int:
         """Bytes of parameters and buffers at the runner's dtype: measured when loaded, else read from the
         safetensors headers on disk (float tensors rescaled to `dtype`, integer buffers as stored)."""
-        pipe = self._pipe
-        if pipe is not None:
-            return sum(
-                t.numel() * t.element_size()
-                for m in pipe.components.values()
-                if isinstance(m, torch.nn.Module)
-                for t in (*m.parameters(), *m.buffers())
-            )
-        return _weight_bytes_on_disk(self.model_dir, torch.tensor([], dtype=self.dtype).element_size())
+        return weight_bytes(self._pipe, self.model_dir, self.dtype)
 
     @property
     def estimated_vram_gb(self) -> float:
@@ -242,25 +221,3 @@ def to_trimesh(mesh_out: Any) -> trimesh.Trimesh:
         rgb = np.full((len(verts), 3), 180, dtype=np.uint8)  # the preview grey of the other runners
     colours = np.hstack([rgb, np.full((len(verts), 1), 255, dtype=np.uint8)])
     return trimesh.Trimesh(verts, faces, vertex_colors=colours, process=False)
-
-
-def _weight_bytes_on_disk(model_dir: Path, float_itemsize: int) -> int:
-    """Sum tensor sizes from the safetensors headers under `model_dir` without loading any tensor.
-
-    A safetensors file starts with a little-endian u64 header length and a JSON header of dtype and shape per
-    tensor. Pickled `.bin` weights cannot be sized that way and are counted by file size (assumed float32).
-    """
-    total = 0
-    for path in sorted(model_dir.rglob("*.safetensors")):
-        with path.open("rb") as fh:
-            (length,) = struct.unpack("<Q", fh.read(8))
-            header = json.loads(fh.read(length))
-        for name, info in header.items():
-            if name == "__metadata__":
-                continue
-            count = int(np.prod(info["shape"], dtype=np.int64))
-            dtype = info["dtype"]
-            total += count * (float_itemsize if dtype in _FLOAT_DTYPES else _SAFETENSORS_ITEMSIZE.get(dtype, 4))
-    if total == 0:
-        total = sum(p.stat().st_size * float_itemsize // 4 for p in model_dir.rglob("*.bin"))
-    return total
