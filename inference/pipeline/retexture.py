@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,12 +41,12 @@ import trimesh
 from PIL import Image, ImageOps
 from scipy import ndimage
 
-from inference.pipeline import export, export_fbx, export_glb, export_usdz, texture, thumbnail
+from inference.pipeline import texture
 from inference.pipeline.clean import safe_vertex_normals
-from inference.pipeline.deliverables import requested_formats
+from inference.pipeline.deliverables import requested_formats, write_surface
 from inference.pipeline.model_input import LoadedModel, OpResult, uv_coverage
 from inference.pipeline.raster import rasterize
-from inference.pipeline.surface import CLAY_RGBA, METALLIC, ROUGHNESS, Material, Surface
+from inference.pipeline.surface import CLAY_RGBA, METALLIC, ROUGHNESS, Surface
 from inference.runners import procedural_paint
 from inference.runners.base import InputRejected
 
@@ -55,7 +54,6 @@ UV_UNWRAP_MAX_FACES = 44_000
 MIN_UV_COVERAGE = 0.05
 TEXTURE_SIZE, HD_TEXTURE_SIZE, MAX_TEXTURE_SIZE = 1024, 2048, 2048
 TEXT_TO_TEXTURE_FORMATS = ("glb", "fbx", "usdz")
-EXPORT_THREADS = 3
 # Style images are read at most this big (the histogram needs no more pixels).
 STYLE_SAMPLE_SIZE = 256
 LUT_SIZE = 256
@@ -475,8 +473,8 @@ def _write(
     params: Mapping[str, Any],
     tangents: np.ndarray | None,
 ) -> tuple[dict[str, str], dict[str, str], str, str | None]:
-    """Textures, every requested model format and the thumbnails. Returns (model files, texture files,
-    thumbnail, alpha thumbnail)."""
+    """Textures, every requested model format and the thumbnails, through the pipeline's writer. Returns (model
+    files, texture files, thumbnail, alpha thumbnail)."""
     surface = Surface.from_triangles(
         layout.vertices,
         layout.normals,
@@ -484,69 +482,8 @@ def _write(
         uv=layout.uv,
         tangents=tangents if "normal" in images else None,
     )
-    with ThreadPoolExecutor(EXPORT_THREADS, thread_name_prefix="retexture") as pool:
-        thumb = pool.submit(_thumbnail, surface, images["base_color"], out_dir, bool(params.get("alpha_thumbnail")))
-        encoded = {key: pool.submit(export.encode_png, image) for key, image in images.items()}
-        png = {key: future.result() for key, future in encoded.items()}
-        names = {"base_color": "texture_0.png"}
-        names.update({key: f"texture_0_{key}.png" for key in ("metallic", "roughness", "normal") if key in png})
-        material = Material(files=names, png=png)
-        export.write_textures(out_dir, material)
-        files: dict[str, str] = {}
-        jobs: list[Future] = []
-        obj_job: Future | None = None
-        if "obj" in formats:
-            files["obj"], files["mtl"] = "model.obj", "model.mtl"
-            obj_job = pool.submit(export.export_obj, out_dir, surface, material.files)
-            jobs.append(obj_job)
-        if "fbx" in formats:
-            files["fbx"] = "model.fbx"
-
-            def fbx() -> None:
-                source = None
-                if obj_job is not None:
-                    obj_job.result()
-                    source = out_dir / "model.obj"
-                export_fbx.export_fbx(out_dir / "model.fbx", surface, material.files, out_dir, obj=source)
-
-            jobs.append(pool.submit(fbx))
-        writers: dict[str, tuple[str, Callable[[Path], None]]] = {
-            "glb": ("model.glb", lambda path: export_glb.export_glb(path, surface, material)),
-            "usdz": ("model.usdz", lambda path: export_usdz.export_usdz(path, surface, material, out_dir)),
-            "stl": ("model.stl", lambda path: export.export_stl(path, surface)),
-            "3mf": ("model.3mf", lambda path: export.export_3mf(path, surface)),
-        }
-        for fmt, (name, write) in writers.items():
-            if fmt in formats:
-                files[fmt] = name
-                jobs.append(pool.submit(write, out_dir / name))
-        for job in jobs:
-            job.result()
-        thumb_name, alpha_name = thumb.result()
-    model_files = {fmt: files[fmt] for fmt in ("glb", "obj", "mtl", "fbx", "stl", "usdz", "3mf") if fmt in files}
-    return model_files, names, thumb_name, alpha_name
-
-
-def _thumbnail(surface: Surface, base: Image.Image, out_dir: Path, alpha: bool) -> tuple[str, str | None]:
-    preview = base.convert("RGB")
-    if preview.size[0] > TEXTURE_SIZE:
-        preview = preview.resize((TEXTURE_SIZE, TEXTURE_SIZE), Image.BILINEAR)
-    rgb, coverage = thumbnail.render(
-        surface.vertices,
-        surface.triangles,
-        surface.normals,
-        uv=surface.uv,
-        texture=np.asarray(preview, dtype=np.float32) / 255.0,
-        closed=_closed(surface),
-    )
-    return thumbnail.write_thumbnails(rgb, coverage, out_dir, alpha)
-
-
-def _closed(surface: Surface) -> bool:
-    """Watertight with outward winding, judged on positions (UV seams split vertices but not the surface)."""
-    mesh = trimesh.Trimesh(surface.vertices, surface.triangles, process=False)
-    mesh.merge_vertices(merge_tex=True, merge_norm=True)
-    return bool(mesh.is_watertight and mesh.volume > 0)
+    written = write_surface(surface, images, {"alpha_thumbnail": params.get("alpha_thumbnail")}, out_dir, formats)
+    return written.model_files, written.texture_files[0], written.thumbnail, written.alpha_thumbnail
 
 
 def _reporter(progress: Progress | None) -> Progress:
