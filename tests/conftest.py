@@ -178,6 +178,13 @@ async def worker(settings: Settings) -> AsyncIterator[Worker]:
     yield w
     running.cancel()
     await asyncio.gather(running, return_exceptions=True)
+    # A job still running at teardown: cancel it and wait here. arq's close() gathers its jobs without
+    # return_exceptions, so a cancelled job would abort close() before on_shutdown, leaking the worker's reaper,
+    # engine and Redis pool into the rest of the session (seen once as a cascade of unrelated failures).
+    for job in w.tasks.values():
+        job.cancel()
+    await asyncio.gather(*w.tasks.values(), return_exceptions=True)
+    w.tasks.clear()
     await w.close()
 
 
