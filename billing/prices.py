@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 # Keys, most specific first: "<type>:<ai_model>:<variant>", "<type>:<variant>", "<type>:<ai_model>", "<type>".
-# The only variant today is "textured" (image-to-3d and multi-image-to-3d with should_texture).
+# Variants: "textured" (image-to-3d and multi-image-to-3d with should_texture), "swift"/"prime" (text-to-motion).
 DEFAULT_PRICES: dict[str, int] = {
     "text-to-3d-preview": 20,  # Meshy 6 / latest / lowpoly
     "text-to-3d-preview:meshy-5": 5,
@@ -41,8 +41,10 @@ DEFAULT_PRICES: dict[str, int] = {
     "print-analyze": 0,
     "print-repair": 10,
     "print-multi-color": 10,
-    "rig": 5,
-    "animate": 3,
+    "rig": 5,  # the walking and running clips included
+    "animate": 3,  # per action (action_ids: 3 x their count)
+    "text-to-motion": 10,  # prime (FBX)
+    "text-to-motion:swift": 3,  # swift (BVH)
 }
 
 

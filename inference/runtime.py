@@ -51,7 +51,18 @@ def diffusion_image_spec(models_dir: Path, vram_gb: float, cutout_model: Path | 
     )
 
 
-def reference_specs(cutout_model: Path | None, step_delay_s: float) -> list[RunnerSpec]:
+def hy_motion_spec(models_dir: Path, vram_gb: float) -> RunnerSpec | None:
+    """HY-Motion 1.0 when its release is in `<models_dir>/hy-motion` (HY-Motion-1.0[-Lite]/ beside Qwen3-8B/ and
+    clip-vit-large-patch14/, as Tencent publishes them); nothing is downloaded."""
+    model_dir = models_dir / "hy-motion"
+    if not model_dir.is_dir():
+        return None
+    from inference.runners.hy_motion import HYMotionRunner  # torch + transformers: only where the weights are
+
+    return RunnerSpec("hy-motion", lambda: HYMotionRunner(model_dir).load(), vram_gb)
+
+
+def reference_specs(cutout_model: Path | None, step_delay_s: float, models_dir: Path | None = None) -> list[RunnerSpec]:
     """The CPU reference runners of the image family (imported lazily: each pulls in its own stack)."""
 
     def image_inflate() -> Runner:
@@ -79,8 +90,20 @@ def reference_specs(cutout_model: Path | None, step_delay_s: float) -> list[Runn
 
         return MeshOpsRunner()
 
+    def auto_rig() -> Runner:
+        from inference.runners.character import AutoRigRunner
+
+        return AutoRigRunner(models_dir)
+
+    def motion_library() -> Runner:
+        from inference.runners.character import MotionLibraryRunner
+
+        return MotionLibraryRunner()
+
     return [
         RunnerSpec("mesh-ops", mesh_ops),
+        RunnerSpec("auto-rig", auto_rig),
+        RunnerSpec("motion-library", motion_library),
         RunnerSpec("image-inflate", image_inflate),
         RunnerSpec("visual-hull", visual_hull),
         RunnerSpec("procedural-image", procedural_image),
@@ -101,10 +124,13 @@ class RunnerSet:
     ) -> RunnerSet:
         specs = [RunnerSpec("procedural", lambda: ProceduralRunner(step_delay_s=procedural_step_delay_s))]
         cutout_model = u2netp_path(models_dir)
-        specs += reference_specs(cutout_model, procedural_step_delay_s)
+        specs += reference_specs(cutout_model, procedural_step_delay_s, models_dir)
         shap_e = shap_e_spec(models_dir, vram_need.get("shap-e", 8.0))
         if shap_e is not None:
             specs.append(shap_e)
+        hy_motion = hy_motion_spec(models_dir, vram_need.get("hy-motion", 26.0))
+        if hy_motion is not None:
+            specs.append(hy_motion)
         diffusion = diffusion_image_spec(models_dir, vram_need.get("diffusion-image", 6.0), cutout_model)
         if diffusion is not None:
             specs.append(diffusion)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 from typing import Any
 
 from arq import func
@@ -17,6 +18,7 @@ from app.core.db import open_checked_engine, sessionmaker
 from app.core.queue import queue_for_pool, redis_settings
 from app.core.registry import load_registry
 from inference.jobs.generate_model import JobContext, generate_model
+from inference.jobs.previews import render_missing_previews
 from inference.jobs.reap_tasks import run_reaper
 from inference.runtime import RunnerSet
 
@@ -46,9 +48,18 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     ctx["reaper_stop"] = stop = asyncio.Event()
     ctx["reaper"] = asyncio.create_task(run_reaper(ctx, stop))
+    if settings.animation_previews and ctx.get("pool", "default") == "default":
+        ctx["previews_stop"] = previews_stop = threading.Event()
+        ctx["previews"] = asyncio.create_task(
+            asyncio.to_thread(render_missing_previews, settings.assets_path, previews_stop)
+        )
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    if "previews" in ctx:  # stops between two previews; a half-written one is never left behind
+        ctx["previews_stop"].set()
+        with contextlib.suppress(Exception):
+            await ctx["previews"]
     if "reaper" in ctx:
         ctx["reaper_stop"].set()  # let a pass finish rather than cancel it inside a database call
         with contextlib.suppress(TimeoutError):
@@ -77,7 +88,7 @@ def worker_options(settings: Settings, pool: str) -> dict[str, Any]:
         "queue_name": queue_for_pool(settings.queue_name, pool),
         "on_startup": startup,
         "on_shutdown": shutdown,
-        "ctx": {"settings": settings},
+        "ctx": {"settings": settings, "pool": pool},
         "max_jobs": settings.worker_max_jobs,
         "poll_delay": settings.worker_poll_delay_s,
         "health_check_interval": 5,

@@ -115,6 +115,7 @@ def settings(database_url: str, services: Services, tmp_path: Path) -> Settings:
         worker_poll_delay_s=0.02,
         heartbeat_interval_s=0.5,
         sse_keepalive_s=1.0,
+        animation_previews=False,  # tests that want them render them themselves
     )
 
 
@@ -208,6 +209,30 @@ async def make_caller(settings: Settings, db, credits: int = 1000, name: str = "
 @pytest_asyncio.fixture
 async def caller(settings: Settings, db) -> Caller:  # type: ignore[no-untyped-def]
     return await make_caller(settings, db)
+
+
+async def add_succeeded_task(  # type: ignore[no-untyped-def]
+    db,
+    caller: Caller,
+    task_type: str,
+    outputs: dict,
+    *,
+    task_id: str | None = None,
+    runner: str = "auto-rig",
+    expires_in_s: float = 3600,
+) -> str:
+    """A SUCCEEDED task of `caller`'s straight in the database (an input for another task), its id."""
+    from datetime import timedelta
+
+    from app.core.clock import utcnow
+    from app.tasks.models import Task
+
+    async with db() as session, session.begin():
+        task = Task(account_id=caller.account_id, type=task_type, status="SUCCEEDED", ai_model="latest", runner=runner,
+                    pool="default", params={}, outputs=outputs, expires_at=utcnow() + timedelta(seconds=expires_in_s),
+                    **({"id": uuid.UUID(task_id)} if task_id else {}))  # fmt: skip
+        session.add(task)
+    return str(task.id)
 
 
 async def unthrottle(db, caller: Caller, max_concurrent_tasks: int = 10) -> None:  # type: ignore[no-untyped-def]

@@ -31,19 +31,28 @@ def _describe(error: dict[str, Any]) -> str:
     return f"Invalid parameter {field}: {message}" if field else message
 
 
-def meshy_error(status_code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"message": message}, status_code=status_code, headers=headers)
+# Routes of the seed services whose own clients read FastAPI's `{"detail"}`: their errors carry both keys.
+_DETAIL_PATHS = frozenset({"/generate-motion"})
+
+
+def meshy_error(
+    status_code: int, message: str, headers: dict[str, str] | None = None, request: Request | None = None
+) -> JSONResponse:
+    body = {"message": message}
+    if request is not None and request.url.path in _DETAIL_PATHS:
+        body["detail"] = message
+    return JSONResponse(body, status_code=status_code, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
-    async def _app_error(_request: Request, exc: AppError) -> JSONResponse:
-        return meshy_error(exc.status_code, exc.detail, getattr(exc, "headers", None))
+    async def _app_error(request: Request, exc: AppError) -> JSONResponse:
+        return meshy_error(exc.status_code, exc.detail, getattr(exc, "headers", None), request)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        return meshy_error(400, _describe(errors[0]) if errors else "Bad request")
+        return meshy_error(400, _describe(errors[0]) if errors else "Bad request", request=request)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -16,12 +16,12 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import __version__
-from app.api import admin, assets, health, playground, stream_tokens, testmode
+from app.api import admin, assets, health, motion_service, playground, stream_tokens, testmode
 from app.api.catalog import RESOURCES
 from app.api.errors import install_error_handlers, install_openapi
 from app.api.resources import resource_router
 from app.api.state import AppState
-from app.api.v1 import balance
+from app.api.v1 import animation_library, balance
 from app.core.assets import AssetStore, UrlSigner
 from app.core.config import Settings, get_settings
 from app.core.db import open_checked_engine, reader, sessionmaker
@@ -111,6 +111,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_openapi(app)
     app.include_router(health.router)
+    app.include_router(animation_library.router)  # before the `animations` resource: /animations/library
+    app.include_router(motion_service.router)
     for resource in RESOURCES:
         app.include_router(resource_router(resource))
     app.include_router(balance.router)

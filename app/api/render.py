@@ -53,9 +53,13 @@ def render_task(task: Task, preceding_tasks: int, links: AssetLinks) -> dict[str
     params = task.params or {}
     body: dict[str, Any] = {"id": str(task.id), "type": task.type}
     outputs = (task.outputs or {}) if task.status == TaskStatus.SUCCEEDED.value else {}
-    if shape_of(task.type) is OutputShape.IMAGES:
+    shape = shape_of(task.type)
+    if shape is OutputShape.IMAGES:
         body.update({key: params[key] for key in _IMAGE_ECHOED if params.get(key) is not None})
         body["image_urls"] = [links.url(task, name) for name in outputs.get("images", [])]
+    elif shape is OutputShape.RESULT:  # rig, animate, text-to-motion: `result` is null until SUCCEEDED (§9, §22.8)
+        result = outputs.get("result")
+        body["result"] = _signed_result(task, result, links) if result is not None else None
     else:
         _render_model(body, task, params, outputs, links)
     body.update(
@@ -70,6 +74,19 @@ def render_task(task: Task, preceding_tasks: int, links: AssetLinks) -> dict[str
         consumed_credits=task.consumed_credits,
     )
     return body
+
+
+def _signed_result(task: Task, result: dict[str, Any], links: AssetLinks) -> dict[str, Any]:
+    """A nested result with every `*_url` file name signed; other values (formats, durations) as they are."""
+    out: dict[str, Any] = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            out[key] = _signed_result(task, value, links)
+        elif key.endswith("_url") and isinstance(value, str):
+            out[key] = links.url(task, value) if value else ""
+        else:
+            out[key] = value
+    return out
 
 
 def _render_model(

@@ -54,13 +54,15 @@ class CreateContext:
 @dataclass
 class Prepared:
     """A create body turned into a task: its type, parameters (echoed and handed to the worker), what it builds on,
-    the price variant ("textured"), and inline input files to store under the task (name -> bytes)."""
+    the price variant ("textured"), how many priced units it is (animations: one per action), and inline input
+    files to store under the task (name -> bytes)."""
 
     task_type: str
     params: dict[str, Any]
     parent_id: uuid.UUID | None = None
     variant: str | None = None
     files: dict[str, bytes] = field(default_factory=dict)
+    quantity: int = 1
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ async def create_from(resource: Resource, body: Any, principal: Principal, sessi
             price = price_of(
                 prepared.task_type, prepared.params.get("ai_model", ""), state.settings.credit_prices,
                 variant=prepared.variant,
-            )  # fmt: skip
+            ) * prepared.quantity  # fmt: skip
             created = await task_service.create_task(
                 session, principal=principal, task_type=prepared.task_type, params=prepared.params,
                 registry=state.registry, price=price, parent_id=prepared.parent_id, idempotency=idempotency,

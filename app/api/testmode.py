@@ -112,6 +112,34 @@ for _index, (_slug, _type) in enumerate(_OPERATIONS.items()):
     _BY_RESOURCE[_slug] = _id
 
 
+# Characters (ids ...96c0 upwards): results nested under `result`. The files are real outputs of the auto-rig and
+# motion-library runners: the reference character (textured, A-pose) simplified to 3.9k faces with vertex colours,
+# rigged at 1.75 m with its walking and running clips, and a 4 s swift text-to-motion ("a person waves").
+RIG_ID = uuid.UUID("0199505f-9791-7973-8dca-c77cf71696c0")
+ANIMATE_ID = uuid.UUID("0199505f-9791-7973-8dca-c77cf71696c1")
+TEXT_TO_MOTION_ID = uuid.UUID("0199505f-9791-7973-8dca-c77cf71696c2")
+_BASIC = {
+    f"{label}_{role}_url": f"Animation_{label.title()}_withSkin{suffix}"
+    for label in ("walking", "running")
+    for role, suffix in (("glb", ".glb"), ("fbx", ".fbx"), ("armature_glb", "_armature.glb"))
+}
+_CHARACTER_RESULTS: dict[uuid.UUID, tuple[str, dict]] = {
+    RIG_ID: (TaskType.RIG.value, {"rigged_character_fbx_url": "Character_output.fbx",
+                                  "rigged_character_glb_url": "Character_output.glb", "basic_animations": _BASIC}),
+    ANIMATE_ID: (TaskType.ANIMATE.value, {"animation_glb_url": "Animation_Walking_withSkin.glb",
+                                          "animation_fbx_url": "Animation_Walking_withSkin.fbx"}),
+    TEXT_TO_MOTION_ID: (TaskType.TEXT_TO_MOTION.value, {"motion_url": "motion.bvh", "motion_format": "bvh",
+                                                        "duration_ms": 4000, "mode": "swift"}),
+}  # fmt: skip
+for _id, (_type, _result) in _CHARACTER_RESULTS.items():
+    SAMPLES[_id] = Task(
+        id=_id, type=_type, status=TaskStatus.SUCCEEDED.value, progress=100, ai_model="latest", params={}, seed=1,
+        consumed_credits=0, attempts=1, outputs={"result": _result, "folder": "character"}, task_error=None,
+        created_at=_CREATED, started_at=_CREATED, finished_at=_CREATED, expires_at=_EXPIRES,
+    )  # fmt: skip
+_BY_RESOURCE |= {"rigging": RIG_ID, "animations": ANIMATE_ID, "text-to-motion": TEXT_TO_MOTION_ID}
+
+
 def sample_for_mode(mode: str) -> Task:
     return SAMPLES[REFINE_ID if mode == "refine" else PREVIEW_ID]
 

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     procedural_step_delay_s: float = Field(
         0.0, description="Artificial delay per progress step of the procedural runner, to mimic a GPU model."
     )
+    animation_previews: bool = Field(
+        True,
+        description="Render the animation library's preview GIFs (each action on the reference character) when a "
+        "worker of the default pool starts: only missing ones, in the background, about a second each.",
+    )
     max_body_bytes: int = Field(
         32 * 1024 * 1024, description="Largest request body (data: URIs included); larger ones get 413."
     )

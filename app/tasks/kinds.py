@@ -47,6 +47,10 @@ KINDS: dict[str, TaskKind] = {
         TaskKind(TaskType.PRINT_ANALYZE.value, OutputShape.MODEL, False),
         TaskKind(TaskType.PRINT_REPAIR.value, OutputShape.MODEL, False),
         TaskKind(TaskType.PRINT_MULTI_COLOR.value, OutputShape.MODEL, False),
+        # Characters: Meshy's queue limit is said not to cover rigging and animation (§15); text-to-motion neither.
+        TaskKind(TaskType.RIG.value, OutputShape.RESULT, False),
+        TaskKind(TaskType.ANIMATE.value, OutputShape.RESULT, False),
+        TaskKind(TaskType.TEXT_TO_MOTION.value, OutputShape.RESULT, False),
     )
 }
 # Tasks whose outputs hold a model another task can start from (`input_task_id` of the model operations).

@@ -42,6 +42,9 @@ class TaskType(StrEnum):
     PRINT_ANALYZE = "print-analyze"
     PRINT_REPAIR = "print-repair"
     PRINT_MULTI_COLOR = "print-multi-color"
+    RIG = "rig"
+    ANIMATE = "animate"
+    TEXT_TO_MOTION = "text-to-motion"
 
 
 class Task(Base):

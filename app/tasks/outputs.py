@@ -20,3 +20,7 @@ class TaskOutputs(TypedDict, total=False):
     printability: dict  # print-analyze: Meshy's printability report
     # 2D results (OutputShape.IMAGES)
     images: list[str]  # image_0.png, image_1.png, ...
+    # Nested results (OutputShape.RESULT: rig, animate, text-to-motion): rendered as the task's `result`, where a key
+    # ending in `_url` holds a file name (signed on the way out) and any other key a plain value; dicts nest
+    # (`basic_animations`).
+    result: dict

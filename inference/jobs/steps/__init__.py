@@ -6,7 +6,7 @@ publishing, refunds and the reaper stay in `inference.jobs.generate_model`, shar
 
 from __future__ import annotations
 
-from inference.jobs.steps import image_to_3d, images, model_ops, text_to_3d
+from inference.jobs.steps import characters, image_to_3d, images, model_ops, text_to_3d
 from inference.jobs.steps.common import Step, StepResult
 
 STEPS: dict[str, Step] = {
@@ -16,6 +16,9 @@ STEPS: dict[str, Step] = {
     "multi-image-to-3d": image_to_3d.run,
     "text-to-image": images.run,
     "image-to-image": images.run,
+    "rig": characters.rig,
+    "animate": characters.animate,
+    "text-to-motion": characters.text_to_motion,
     **{
         t: model_ops.run
         for t in (

@@ -10,11 +10,12 @@ import uuid
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from app.api import testmode
 from app.api.catalog import RESOURCES
 from app.api.resources import Resource
-from tests.conftest import Api, Caller, make_caller
+from tests.conftest import Api, Caller, add_succeeded_task, make_caller
 from tests.images import data_uri, glb_box, model_data_uri, object_photo
 
 pytestmark = pytest.mark.asyncio
@@ -47,7 +48,12 @@ EXAMPLES: dict[str, tuple[dict[str, Any], int, dict[str, Any]]] = {
     "print/analyze": ({"model_url": MODEL}, 0, {"model_url": model_data_uri(glb_box(2.0))}),
     "print/repair": ({"model_url": MODEL}, 10, {"model_url": model_data_uri(glb_box(2.0))}),
     "print/multi-color": ({"model_url": MODEL}, 10, {"max_colors": 8}),
+    "rigging": ({"model_url": MODEL}, 5, {"height_meters": 1.8}),
+    # RIG_ID: a SUCCEEDED rig task the `caller` fixture gives the caller for this resource (ids 0 and 1: Idle, Walking).
+    "animations": ({"rig_task_id": "{RIG}", "action_id": 0}, 3, {"action_id": 1}),
+    "text-to-motion": ({"prompt": "a person waves", "duration": 4, "mode": "swift"}, 3, {"duration": 5}),
 }
+RIG_ID = "0199505f-0000-7000-8000-00000000c0de"
 # Bodies every resource refuses with a 400 whose message names the problem.
 COMMON_BAD: list[tuple[Any, str]] = [([], ""), ("not json", ""), ({}, "")]
 
@@ -58,8 +64,22 @@ def ids(resource: Resource) -> str:
     return resource.slug
 
 
+def example(resource: Resource) -> dict[str, Any]:
+    return {k: RIG_ID if v == "{RIG}" else v for k, v in EXAMPLES[resource.slug][0].items()}
+
+
+@pytest_asyncio.fixture
+async def caller(settings, db, request) -> Caller:  # type: ignore[no-untyped-def]
+    """A fresh account; for `animations`, one that owns a SUCCEEDED rig task (RIG_ID) to animate."""
+    made = await make_caller(settings, db)
+    resource = getattr(getattr(request.node, "callspec", None), "params", {}).get("resource")
+    if resource is not None and resource.slug == "animations":
+        await add_succeeded_task(db, made, "rig", {"result": {}, "character_data": "character.npz"}, task_id=RIG_ID)
+    return made
+
+
 async def create(api: Api, caller: Caller, resource: Resource, **extra: Any) -> str:
-    body = EXAMPLES[resource.slug][0]
+    body = example(resource)
     response = await api.client.post(resource.path, json={**body, **extra}, headers=caller.headers)
     assert response.status_code == 202, response.text
     assert set(response.json()) == {"result"}
@@ -136,7 +156,7 @@ class TestEveryResource:
         assert set(response.json()) == {"message"} and response.json()["message"]
 
     async def test_no_key_is_401_and_unknown_id_404(self, api: Api, caller: Caller, resource: Resource) -> None:
-        body = EXAMPLES[resource.slug][0]
+        body = example(resource)
         assert (await api.client.post(resource.path, json=body)).status_code == 401
         assert (await api.client.get(resource.path)).status_code == 401
         for task_id in (str(uuid.uuid4()), "not-a-uuid"):
@@ -147,13 +167,16 @@ class TestEveryResource:
         self, api: Api, resource: Resource
     ) -> None:
         headers = {"Authorization": f"Bearer {TEST_KEY}"}
-        body = EXAMPLES[resource.slug][0]
+        body = example(resource)
         first = (await api.client.post(resource.path, json=body, headers=headers)).json()["result"]
         again = (await api.client.post(resource.path, json={**body, "prompt": "other"}, headers=headers)).json()
         assert again["result"] == first
         task = (await api.client.get(f"{resource.path}/{first}", headers=headers)).json()
         assert task["status"] == "SUCCEEDED" and task["type"] in resource.types
-        urls = [u for u in task["model_urls"].values() if u] if "model_urls" in task else task["image_urls"]
+        if "result" in task:
+            urls = [u for k, u in task["result"].items() if k.endswith("_url") and u]
+        else:
+            urls = [u for u in task["model_urls"].values() if u] if "model_urls" in task else task["image_urls"]
         assert urls or task["printability"]["status"] == "healthy", task
         for url in urls[:1]:
             downloaded = await api.client.get(url)
@@ -169,7 +192,7 @@ class TestEveryResource:
     async def test_idempotency_key_replays_without_a_second_charge(
         self, api: Api, caller: Caller, resource: Resource
     ) -> None:
-        body, price, change = EXAMPLES[resource.slug]
+        body, (_, price, change) = example(resource), EXAMPLES[resource.slug]
         headers = {**caller.headers, "Idempotency-Key": "k-1"}
         first = await api.client.post(resource.path, json=body, headers=headers)
         second = await api.client.post(resource.path, json=body, headers=headers)
