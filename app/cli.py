@@ -159,6 +159,15 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_previews(args: argparse.Namespace) -> int:
+    from inference.jobs.previews import render_missing_previews  # the CLI may drive the worker's code
+
+    settings = get_settings()
+    done = render_missing_previews(settings.assets_path, only=args.action)
+    _say(f"rendered {done} animation preview(s) under {settings.assets_path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshfoundry", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(func=cmd_api)
     sub.add_parser("worker", help="run one worker (DATABASE_URL and REDIS_URL set)").set_defaults(func=cmd_worker)
     sub.add_parser("migrate", help="alembic upgrade head").set_defaults(func=cmd_migrate)
+    previews = sub.add_parser("previews", help="render the animation library's missing preview GIFs")
+    previews.add_argument("--action", type=int, action="append", help="only this action id (repeatable)")
+    previews.set_defaults(func=cmd_previews)
     admin_cli.register(sub)
     return parser
 

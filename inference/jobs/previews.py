@@ -53,10 +53,13 @@ def render_preview(action_id: int, path: Path) -> Path:
     return path
 
 
-def render_missing_previews(assets_root: Path, stop: threading.Event | None = None) -> int:
-    """Render every action whose preview is missing, until done or `stop` is set; how many were rendered."""
+def render_missing_previews(
+    assets_root: Path, stop: threading.Event | None = None, only: list[int] | None = None
+) -> int:
+    """Render every action (or those in `only`) whose preview is missing, until done or `stop` is set; how many were
+    rendered."""
     done = 0
-    for action_id in sorted(ACTIONS):
+    for action_id in sorted(ACTIONS if not only else set(only) & set(ACTIONS)):
         if stop is not None and stop.is_set():
             break
         path = preview_path(Path(assets_root), action_id)

@@ -8,7 +8,10 @@ Stages (each timed in `RigResult.stats`):
    exit), or the centre of the mesh's cross-section there when the ray misses; the 24 joints follow from anatomical
    rules (hips between the hip landmarks, spine interpolated to the neck, neck above the shoulders, head from the
    face landmarks and the top of the mesh, clavicles inward of the shoulders, hands from wrist and knuckles, toes from
-   the mesh's forward extent at the floor). A near-symmetric mesh gets a mirror-symmetric skeleton.
+   the mesh's forward extent at the floor). A near-symmetric mesh gets a mirror-symmetric skeleton. When BlazePose
+   finds no person or is unsure (the landmark model alone, limb visibility under 0.5), `geometric_fit` fits the
+   skeleton from the silhouette's legs, trunk, arms and head instead; its failure rejects the model (an unsure
+   BlazePose reading alone is not trusted).
 4. **weights**: Baran & Popovic's bone heat. On the welded mesh, solve (K + M H) w_i = M H p_i for every bone i with
    the cotangent stiffness K, the lumped mass M, H_jj = 1 / d_j^2 for the distance to the nearest bone that vertex j
    sees from inside the body (a voxel occupancy test), and p_ij = 1 when bone i is that bone. One sparse LU
@@ -29,6 +32,7 @@ import trimesh
 from scipy import ndimage
 from scipy.sparse.linalg import splu
 
+from inference.motion.geometric_fit import fit_geometric
 from inference.motion.pose import LANDMARK, LIMB_LANDMARKS, PoseEstimationFailed, PoseResult, estimate_pose
 from inference.motion.skeleton import BONE_COUNT, BONES, INDEX, PARENTS, PRIMARY_CHILD, Skeleton
 
@@ -36,6 +40,7 @@ __all__ = ["PoseEstimationFailed", "RigResult", "rig_character", "place_mesh", "
 
 MAX_INFLUENCES = 4
 MIN_LIMB_VISIBILITY = 0.35  # below this mean visibility of the limb landmarks the pose is not trusted
+SURE_LIMB_VISIBILITY = 0.5  # below this (or read without the person detector) the shape's geometry is fitted too
 MAX_WIDTH_RATIO = 1.3  # x extent over height beyond which a model is not an upright humanoid
 MAX_DEPTH_RATIO = 0.75  # z extent over height
 SYMMETRY_TOLERANCE = 0.015  # mean mirror distance (fraction of height) under which the mesh counts as symmetric
@@ -368,21 +373,43 @@ def rig_character(
     placed = place_mesh(mesh, height_meters)
     stats["place_s"] = time.perf_counter() - t
     report(0.05)
-    pose = estimate_pose(placed, models_dir)
-    stats["render_s"] = pose.timings["render"]
-    stats["pose_s"] = pose.timings["detect"] + pose.timings["load"]
-    stats["pose_attempt"] = pose.attempt
-    stats["landmark_visibility"] = pose.limb_visibility
-    if pose.limb_visibility < MIN_LIMB_VISIBILITY:
-        raise PoseEstimationFailed(
-            f"the body landmarks found in the model's front view are not confident enough "
-            f"(mean visibility {pose.limb_visibility:.2f}, at least {MIN_LIMB_VISIBILITY:.2f} needed)"
-        )
-    report(0.35)
-    t = time.perf_counter()
-    skeleton, fit_stats = fit_skeleton(placed, pose)
-    stats["fit_s"] = time.perf_counter() - t
+    # BlazePose first; where it finds no person or is unsure of one (the landmark model alone, low visibility), the
+    # fit from the shape's geometry takes over, and its failure ("no humanoid shape found") rejects the model.
+    skeleton: Skeleton | None = None
+    fit_stats: dict = {}
+    failure: PoseEstimationFailed | None = None
+    sure = False
+    try:
+        pose = estimate_pose(placed, models_dir)
+        stats["render_s"] = pose.timings["render"]
+        stats["pose_s"] = pose.timings["detect"] + pose.timings["load"]
+        stats["pose_attempt"] = pose.attempt
+        stats["landmark_visibility"] = pose.limb_visibility
+        if pose.limb_visibility < MIN_LIMB_VISIBILITY:
+            raise PoseEstimationFailed(
+                f"the body landmarks found in the model's front view are not confident enough "
+                f"(mean visibility {pose.limb_visibility:.2f}, at least {MIN_LIMB_VISIBILITY:.2f} needed)"
+            )
+        report(0.35)
+        t = time.perf_counter()
+        skeleton, fit_stats = fit_skeleton(placed, pose)
+        stats["fit_s"] = time.perf_counter() - t
+        sure = pose.limb_visibility >= SURE_LIMB_VISIBILITY and not pose.attempt.startswith("landmarks only")
+    except PoseEstimationFailed as exc:
+        failure = exc
+    if not sure:
+        t = time.perf_counter()
+        try:
+            skeleton, fit_stats = fit_geometric(placed)
+        except PoseEstimationFailed as geometry_failure:
+            # an unsure reading alone is not trusted (a flattened sphere can give one): the geometry's reason stands
+            raise geometry_failure from failure
+        stats["fit_s"] = stats["geometry_s"] = time.perf_counter() - t
+        if failure is not None:
+            stats["pose_failure"] = str(failure)
+    assert skeleton is not None  # a sure BlazePose fit, or the geometric one
     stats.update(fit_stats)
+    stats.setdefault("pose_source", "landmarks")
     report(0.5)
     t = time.perf_counter()
     joints, weights = skin_weights(placed, skeleton)
