@@ -6,7 +6,8 @@ sse-starlette) and progress fan-out delay to N streams (vs 1 stream); (p) the me
 every deliverable at 30k faces, per stage, vs the same libraries called plainly (bench/pipeline.py); (i) image-to-3d,
 a 1024x1024 photo-like picture to every deliverable, per stage, vs the u2netp call alone (bench/image_to_3d.py);
 (m) model operations (convert, resize, remesh to quads, repair) on big inputs vs plain library calls
-(bench/model_ops.py).
+(bench/model_ops.py); (r) characters: rigging a 30k-face character per stage, one animation export and a 6 s
+text-to-motion clip vs the irreducible library calls (bench/characters.py).
 Results: a table on stdout and `bench/results/latest.json`. Everything runs on 127.0.0.1 and every process started
 here is stopped at the end.
 """
@@ -31,6 +32,7 @@ from typing import Any
 
 import psutil
 
+from bench import characters as bench_characters
 from bench import image_to_3d as bench_image_to_3d
 from bench import model_ops as bench_model_ops
 from bench import pipeline as bench_pipeline
@@ -866,8 +868,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run (< 60 s)")
     parser.add_argument(
         "--only",
-        default="abcdpim",
-        help="which parts to run, e.g. 'ad' (default: abcdpim; p: pipeline; i: image-to-3d; m: model operations)",
+        default="abcdpimr",
+        help="which parts to run, e.g. 'ad' (default: abcdpimr; p: pipeline; i: image-to-3d; m: model operations; "
+        "r: characters)",
     )
     args = parser.parse_args(argv)
     cfg = Config.make(args.quick)
@@ -897,6 +900,8 @@ def main(argv: list[str] | None = None) -> int:
             results["image_to_3d"] = bench_image_to_3d.measure()
         if "m" in args.only:  # model operations on big inputs, also in child processes
             results["model_ops"] = bench_model_ops.measure()
+        if "r" in args.only:  # rigging, animation and text-to-motion, also in child processes
+            results["characters"] = bench_characters.measure()
     except BaseException as exc:  # report what finished, then re-raise
         error = exc
         if (stack.home / "logs").exists():  # keep the servers' logs for a post-mortem
@@ -935,6 +940,9 @@ def main(argv: list[str] | None = None) -> int:
     if "model_ops" in results:
         for row in bench_model_ops.table(results["model_ops"]):
             print(f"{row[0]:<58} {row[1]:<26} {row[2]:<44} {row[3]}")
+    if "characters" in results:
+        for row in bench_characters.table(results["characters"]):
+            print(f"{row[0]:<58} {row[1]:<34} {row[2]:<44} {row[3]}")
     note = cpu_note(results)
     print(
         f"Load generator, API, Postgres and Redis share the same {facts['cpu_count']} cores: the client's CPU is "

@@ -137,6 +137,7 @@ def test_jump_leaves_the_ground_and_sit_lowers_hips(clips):
 
 def test_bvh_round_trip_with_bvhio(tmp_path):
     import bvhio
+
     clip = library.get_clip(library.WALKING_ID)
     path = tmp_path / "walk.bvh"
     path.write_bytes(clip_to_bvh_bytes(clip))

@@ -113,7 +113,7 @@ def test_skeleton_symmetric_and_named(pose: str) -> None:
         assert key in result.stats
 
 
-@pytest.mark.parametrize("style", ["textured", "grey"])
+@pytest.mark.parametrize("style", ["textured", "grey", "blocky", "robot"])
 def test_weights_are_valid(style: str) -> None:
     result, _ = rigged("A", style)
     v = len(result.mesh.vertices)
