@@ -203,6 +203,13 @@ async def get_task(
     return TaskView(task, await repo.preceding(task))
 
 
+async def peek_task(
+    session: AsyncSession, *, account_id: uuid.UUID, task_id: uuid.UUID, types: Sequence[str]
+) -> Task | None:
+    """The account's task of one of `types`, without its queue position (a cheap read for pollers)."""
+    return await TaskRepository(session).get_owned(task_id, account_id, types)
+
+
 async def list_tasks(
     session: AsyncSession,
     *,

@@ -62,11 +62,15 @@ async def generate_model(ctx: dict[str, Any], task_id: str) -> str:
         raise
     except Exception:
         log.exception("task %s failed", tid)
-        what = "images" if shape_of(task.type) is OutputShape.IMAGES else "model"
+        what = _WHAT.get(task.type) or ("images" if shape_of(task.type) is OutputShape.IMAGES else "model")
         await _fail(job, task, task_error(f"Failed to generate the {what}. Please retry."))
         return "failed"
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+# What a failed task of these types says it could not make ("Failed to generate the ...").
+_WHAT = {"rig": "rig", "animate": "animation", "text-to-motion": "motion"}
 
 
 def _work_root(store: AssetStore) -> Path:

@@ -9,6 +9,7 @@ what rigging does. A worker of the default pool renders the missing ones in a ba
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -53,18 +54,35 @@ def render_preview(action_id: int, path: Path) -> Path:
     return path
 
 
+def _lower_priority() -> None:
+    """Nice this thread (Linux lets one thread be niced alone), so previews yield the CPU to real tasks; only a
+    background thread: the command line's main thread keeps its priority."""
+    if threading.current_thread() is threading.main_thread():
+        return
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 def render_missing_previews(
     assets_root: Path, stop: threading.Event | None = None, only: list[int] | None = None
 ) -> int:
     """Render every action (or those in `only`) whose preview is missing, until done or `stop` is set; how many were
     rendered."""
     done = 0
-    for action_id in sorted(ACTIONS if not only else set(only) & set(ACTIONS)):
+    _lower_priority()
+    wanted = [a for a in sorted(ACTIONS if not only else set(only) & set(ACTIONS))
+              if not preview_path(Path(assets_root), a).is_file()]  # fmt: skip
+    if not wanted:
+        return 0
+    try:
+        reference_character()
+    except Exception:  # noqa: BLE001 (say it once, not once per action)
+        log.exception("the reference character could not be rigged; no animation previews rendered")
+        return 0
+    for action_id in wanted:
         if stop is not None and stop.is_set():
             break
         path = preview_path(Path(assets_root), action_id)
-        if path.is_file():
-            continue
         try:
             render_preview(action_id, path)
             done += 1

@@ -445,6 +445,12 @@ def _primitive_counts(header: dict, primitive: dict) -> tuple[int, int]:
     return 0, vertices
 
 
+def glb_face_count(path: Path) -> int:
+    """Triangles in a GLB this server wrote, from its JSON chunk alone (each mesh's primitives, once per mesh)."""
+    header, _ = _split_glb(Path(path).read_bytes())
+    return sum(_primitive_counts(header, p)[0] for mesh in _list(header, "meshes") for p in mesh.get("primitives", []))
+
+
 def _check_scene(header: dict, limits: _Limits) -> None:
     """The node tree is a forest (no cycles, one parent each) and the scene trimesh will read, instances counted,
     stays within the limits."""

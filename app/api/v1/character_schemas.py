@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from app.api.v1.model_schemas import _check_model_url
 from app.api.v1.schemas import MAX_URL_LENGTH, _TaskObject
@@ -29,7 +29,7 @@ class RiggingRequest(MeshyRequest):
     input_task_id: str | None = Field(None, max_length=64)
     model_url: str | None = Field(None, description="A .glb public URL or data:application/octet-stream;base64 URI; "
                                   "the character faces +Z.")  # fmt: skip
-    height_meters: float = Field(1.7, gt=0, le=100, description="The character's height; the rig is scaled to it.")
+    height_meters: float = Field(1.7, ge=0.01, le=100, description="The character's height in metres (0.01-100).")
     texture_image_url: str = Field("", description="A UV-unwrapped base-colour texture (.png), URL or data URI.")
     bone_naming: Literal["mixamo", "generic"] = Field(
         "mixamo", description="Beyond Meshy: `mixamo` (mixamorig:Hips...) or `generic` (hips, thigh.L...)."
@@ -84,8 +84,8 @@ class AnimationRequest(MeshyRequest):
     )  # fmt: skip
 
     rig_task_id: str = Field(min_length=1, max_length=64)
-    action_id: int | None = Field(None, description="An id of the library (GET /openapi/v1/animations/library).")
-    action_ids: list[int] | None = Field(None, description="1 to 10 unique ids: one clip per action in one file.")
+    action_id: StrictInt | None = Field(None, description="An id of the library (GET /openapi/v1/animations/library).")
+    action_ids: list[StrictInt] | None = Field(None, description="1 to 10 unique ids: one clip per action in one file.")
     motion_task_id: str | None = Field(None, max_length=64, description="A SUCCEEDED text-to-motion task.")
     post_process: PostProcess | None = None
 

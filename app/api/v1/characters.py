@@ -58,6 +58,9 @@ async def _prepare_rig(ctx: CreateContext, body: RiggingRequest) -> Prepared:
             raise BadRequest(f"Invalid model_url: rigging takes a GLB model, not {fmt.upper()}")
     if body.texture_image_url:
         await media.add("texture_image_url", [body.texture_image_url], ctx.state.settings, many=False)
+        stored = [name for name in media.files if name.startswith("texture_image_url")]
+        if stored and not stored[0].endswith(".png"):
+            raise BadRequest("Invalid texture_image_url: the texture must be a PNG image")
     return Prepared(TaskType.RIG.value, {**params, **media.params()}, parent_id, files=media.files)
 
 

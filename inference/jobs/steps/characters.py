@@ -33,6 +33,8 @@ def _published(artifacts_meta: dict[str, Any], out_dir: Path, work_dir: Path) ->
 async def rig(job: JobContext, task: Task, work_dir: Path, reporter: ProgressReporter) -> StepResult:
     params = dict(task.params)
     path, fmt = await model_input(job, task, work_dir)
+    if fmt != "glb":  # a .glb URL that serves another format
+        raise InvalidInput(f"model_url: rigging takes a GLB model; the file is {fmt.upper()}")
     inputs: dict[str, Any] = {"model": path, "source_format": fmt}
     if (params.get("_inputs") or {}).get("texture_image_url"):
         texture = (await input_images(job, task, "texture_image_url", work_dir))[0]

@@ -14,7 +14,7 @@ from app.tasks.outputs import TaskOutputs
 from inference.jobs.context import InvalidInput, JobContext
 from inference.jobs.progress import ProgressReporter
 from inference.jobs.steps.common import StepResult, guarded_fetch, input_images, run_runner
-from inference.pipeline.model_input import OpResult
+from inference.pipeline.model_input import OpResult, glb_face_count
 
 
 async def model_input(job: JobContext, task: Task, work_dir: Path) -> tuple[Path, str]:
@@ -60,6 +60,8 @@ async def run(job: JobContext, task: Task, work_dir: Path, reporter: ProgressRep
         outputs["thumbnail"] = result.thumbnail
     if result.alpha_thumbnail:
         outputs["alpha_thumbnail"] = result.alpha_thumbnail
+    if result.model_files.get("glb"):  # what a later task checks at create (rigging's 300,000-face limit)
+        outputs["faces"] = await asyncio.to_thread(glb_face_count, work_dir / result.model_files["glb"])
     if "printability" in result.extra:
         outputs["printability"] = result.extra["printability"]
     return StepResult(outputs, sorted(set(names)))

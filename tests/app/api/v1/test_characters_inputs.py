@@ -42,6 +42,8 @@ async def balance(api: Api, caller: Caller) -> int:
         ({"model_url": "ftp://example.com/a.glb"}, "model_url"),
         ({"model_url": MODEL, "height_meters": 0}, "height_meters"),
         ({"model_url": MODEL, "height_meters": -1.7}, "height_meters"),
+        ({"model_url": MODEL, "height_meters": 1e-300}, "height_meters"),
+        ({"model_url": MODEL, "texture_image_url": data_uri(object_photo(64, fmt="JPEG"), "image/png")}, "png"),
         ({"model_url": MODEL, "texture_image_url": data_uri(object_photo(64, fmt="JPEG"), "image/jpeg")}, "png"),
         ({"model_url": MODEL, "bone_naming": "unreal"}, "bone_naming"),
         ({"model_url": "http://127.0.0.1/a.glb"}, "model_url"),
@@ -119,6 +121,9 @@ async def test_animation_checks_the_rig_task(api: Api, caller: Caller, settings,
         ({"action_id": 0, "post_process": {"operation_type": "change_fps", "fps": 50}}, "fps"),
         ({"action_id": 0, "post_process": {}}, "operation_type"),
         ({"action_id": "zero"}, "action_id"),
+        ({"action_id": "2"}, "action_id"),
+        ({"action_id": True}, "action_id"),
+        ({"action_ids": [1.0]}, "action_ids"),
     ],
 )
 async def test_animation_refuses_bad_actions(api: Api, caller: Caller, db, extra: dict, fragment: str) -> None:  # type: ignore[no-untyped-def]
@@ -197,6 +202,16 @@ async def test_generate_motion_refuses_bad_input(api: Api, caller: Caller, body:
     assert fragment in answer["message"] and answer["detail"] == answer["message"]  # the service's clients read detail
     assert await balance(api, caller) == 1000
     assert (await api.client.post("/generate-motion", json={"prompt": "wave"})).status_code == 401
+
+
+async def test_generate_motion_in_test_mode_answers_the_sample(api: Api) -> None:
+    headers = {"Authorization": "Bearer msy_dummy_api_key_for_test_mode_12345678"}
+    response = await api.client.post("/generate-motion", json={"prompt": "wave"}, headers=headers)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["status"] == "success" and answer["task_id"] == "0199505f-9791-7973-8dca-c77cf71696c2"
+    downloaded = await api.client.get(answer["output_url"])
+    assert downloaded.status_code == 200 and downloaded.content.startswith(b"HIERARCHY")
 
 
 # --- the catalogue --------------------------------------------------------------------------------------------------
