@@ -668,3 +668,12 @@ def test_obj_polygons_count_as_their_triangles(tmp_path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(InputRejected, match="1998 faces"):
         load_model(path, "obj", max_faces=1000)
+
+
+def test_glb_face_count_reads_the_json_chunk_only(tmp_path: Path) -> None:
+    from inference.pipeline.model_input import glb_face_count
+
+    scene = trimesh.Scene([trimesh.creation.box(), trimesh.creation.icosphere(subdivisions=2)])
+    path = tmp_path / "two.glb"
+    scene.export(path)
+    assert glb_face_count(path) == 12 + 320
