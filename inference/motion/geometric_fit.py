@@ -9,7 +9,11 @@ nearest (front) and farthest (back) surface depth per pixel. The figure is then 
    torso's inscribed radius; what stays is the trunk, the thin parts it drops are the limbs. The arm on each side is
    the dropped component reaching farthest out; its axis is the principal direction of its part away from the trunk,
    its tip the farthest pixel along that axis. Walking the axis inwards, the shoulder is the first column where the
-   silhouette's vertical run through the axis is much longer than the arm's own (the arm enters the trunk).
+   silhouette's vertical run through the axis is much longer than the arm's own (the arm enters the trunk). Where no
+   arms are held out, arms hanging down (I-pose) are looked for as the longest vertical band of runs beside the trunk
+   (and beside the legs lower down) with a gap between: fingertip at its bottom, shoulder up its column, 0.6 arm
+   widths under the top of the silhouette there. Arms flush against the body are not guessed at: the message asks
+   for a T-pose or A-pose.
 3. **head**: the part of the central column above the shoulders, past the rows the arms widen.
 4. **joints**: elbow and wrist at 43 % and 79 % from shoulder to fingertip, the hip joint at the crotch height over
    each leg's medial line, the ankle at the top of the foot (where the leg's forward extent drops back from the toes),
@@ -19,7 +23,8 @@ nearest (front) and farthest (back) surface depth per pixel. The figure is then 
 A plausibility gate (two legs standing on the floor with a crotch between them, a trunk, two arms of similar length
 and angle between level and steeply down, a head above the shoulders, sensible proportions) turns chairs, tables,
 teapots and boxes away with `PoseEstimationFailed` ("no humanoid shape found (...)"). T- and A-poses with straight
-limbs are what it reads; bent elbows or knees get proportional joints along the straight line.
+limbs (and I-poses with a gap between arm and body) are what it reads; bent elbows or knees get proportional joints
+along the straight line.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import trimesh
 from scipy import ndimage
 
 from inference.motion.pose import PoseEstimationFailed
-from inference.motion.skeleton import BONE_COUNT, BONES, INDEX, PARENTS, Skeleton
+from inference.motion.skeleton import BONE_COUNT, INDEX, Skeleton
 from inference.pipeline.raster import rasterize
 
 __all__ = ["GeometricFitFailed", "Silhouette", "fit_geometric", "silhouette"]
@@ -40,12 +45,14 @@ ROWS = 480  # silhouette rows over the figure's height (about 3.6 mm at 1.75 m)
 ELBOW_AT, WRIST_AT = 0.43, 0.79  # along shoulder -> fingertip
 HEAD_JOINT_AT = 0.27  # of the head's height above its base
 ARM_ENTRY_RATIO = 2.2  # a vertical run this many times the arm's own marks the trunk
+MAX_HELD_OUT_ANGLE = 66.0  # degrees below level an arm held out from the body may point
 
 
 class GeometricFitFailed(PoseEstimationFailed):
     """The shape is not a readable standing humanoid; the message says what is missing."""
 
     def __init__(self, reason: str) -> None:
+        self.reason = reason
         super().__init__(f"no humanoid shape found ({reason})")
 
 
@@ -224,6 +231,96 @@ def _arm(
     return _Arm(shoulder, tip, float(np.degrees(np.arctan2(-d[1], abs(d[0])))), length)
 
 
+def _held_out_arms(
+    sil: Silhouette, core: np.ndarray, loose: np.ndarray, mid_x: float, height: float
+) -> tuple[_Arm, _Arm]:
+    """The (left, right) arms held out from the trunk (T- or A-pose): the thin parts the opening dropped."""
+    core_distance = ndimage.distance_transform_edt(~core)
+    labels, count = ndimage.label(loose, structure=np.ones((3, 3)))
+    if count == 0:
+        raise GeometricFitFailed("it has no arms")
+    index = np.arange(1, count + 1)
+    core_cols = np.nonzero(core.any(axis=0))[0]
+    core_half = max(abs(float(sil.x(core_cols[0])) - mid_x), abs(float(sil.x(core_cols[-1])) - mid_x))
+    lab_rows, lab_cols = np.nonzero(labels)
+    lab = labels[lab_rows, lab_cols]
+    offset = sil.x(lab_cols) - mid_x
+    centroid = ndimage.mean(offset, lab, index)
+    reach_out = ndimage.maximum(offset, lab, index)
+    reach_in = -ndimage.minimum(offset, lab, index)
+    arms: dict[str, _Arm] = {}
+    for name, side, reach in (("Left", 1.0, reach_out), ("Right", -1.0, reach_in)):
+        candidates = np.nonzero((centroid * side > 0) & (reach > core_half + 0.1 * height))[0]
+        if len(candidates) == 0:
+            raise GeometricFitFailed(f"it has no {name.lower()} arm held out from the body")
+        best = index[candidates[np.argmax(reach[candidates])]]
+        arms[name] = _arm(sil, labels == best, core_distance, side, mid_x, height)
+    return arms["Left"], arms["Right"]
+
+
+def _hanging_arm(
+    sil: Silhouette,
+    runs: list,
+    centre: dict[int, tuple[int, int]],
+    tracks: list[dict[int, tuple[int, int]]],
+    crotch_row: int,
+    side: float,
+    height: float,
+) -> _Arm:
+    """An arm hanging down beside the body (I-pose), told apart from it by a gap in the silhouette: per row, the run
+    nearest the body on that side (beside the trunk's run above the crotch, beside the legs below it), chained into
+    bands of overlapping runs; the longest band is the free part of the arm. Its fingertip is the band's bottom; the
+    shoulder is up the arm's column, 0.6 arm widths below the top of the silhouette there."""
+    px = sil.px
+    beside: dict[int, tuple[int, int]] = {}
+    for r in range(sil.mask.shape[0]):
+        if r in centre:
+            inner = centre[r]
+        elif r < crotch_row and all(r in t for t in tracks):
+            inner = (min(t[r][0] for t in tracks), max(t[r][1] for t in tracks))
+        else:
+            continue
+        s, e = runs[r]
+        ok = np.nonzero(s >= inner[1])[0] if side > 0 else np.nonzero(e <= inner[0])[0]
+        if len(ok):
+            j = ok[np.argmin(s[ok] - inner[1])] if side > 0 else ok[np.argmax(e[ok])]
+            beside[r] = (int(s[j]), int(e[j]))
+    bands: list[list[int]] = []
+    for r in sorted(beside):
+        last = bands[-1][-1] if bands else None
+        if last == r - 1 and min(beside[r][1], beside[last][1]) > max(beside[r][0], beside[last][0]):
+            bands[-1].append(r)
+        else:
+            bands.append([r])
+    band = max(bands, key=len, default=[])
+    if len(band) * px < 0.12 * height:
+        raise GeometricFitFailed("arms not found apart from the body")
+    bottom, top = band[0], band[-1]
+    crotch_y = float(sil.y(crotch_row))
+    if sil.y(top) < crotch_y + 0.1 * height:
+        raise GeometricFitFailed("arms not found apart from the body")
+    widths = np.array([beside[r][1] - beside[r][0] for r in band]) * px
+    width = float(np.median(widths))
+    if not 0.015 * height <= width <= 0.15 * height:
+        raise GeometricFitFailed("the arms are not of an arm's width")
+    centres = np.array([(beside[r][0] + beside[r][1]) / 2 for r in band])
+    quarter = max(1, len(band) // 4)
+    top_x = float(sil.x(np.median(centres[-quarter:])))
+    tip_x = float(sil.x(np.median(centres[: max(1, len(band) // 10)])))
+    column = int(sil.col(top_x))
+    r = top
+    while r + 1 < sil.mask.shape[0] and sil.mask[r + 1, column]:
+        r += 1
+    top_y = float(sil.y(r)) + 0.5 * px
+    if top_y - float(sil.y(top)) > 0.25 * height:
+        raise GeometricFitFailed("the arms do not end at shoulders")
+    shoulder = np.array([top_x, top_y - 0.6 * width])
+    tip = np.array([tip_x, float(sil.y(bottom)) - 0.5 * px])
+    d = tip - shoulder
+    length = float(np.linalg.norm(d))
+    return _Arm(shoulder, tip, float(np.degrees(np.arctan2(-d[1], abs(d[0])))), length)
+
+
 def _depth_sampler(sil: Silhouette):  # type: ignore[no-untyped-def]
     """z at world (x, y): the median front/back middle in a 5x5 window, or at the nearest pixel on the figure."""
     _, (near_r, near_c) = ndimage.distance_transform_edt(~sil.mask, return_indices=True)
@@ -259,7 +356,7 @@ def fit_geometric(mesh: trimesh.Trimesh, symmetric: bool | None = None) -> tuple
 
     Raises `PoseEstimationFailed` ("no humanoid shape found (...)") when the shape is not a standing figure with
     two legs, a trunk, two arms held out and a head."""
-    from inference.motion.rigging import SYMMETRY_TOLERANCE, _mirror_error  # rigging imports this module
+    from inference.motion.rigging import complete_skeleton  # rigging imports this module
 
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     height = float(np.ptp(vertices[:, 1]))
@@ -298,30 +395,21 @@ def fit_geometric(mesh: trimesh.Trimesh, symmetric: bool | None = None) -> tuple
     radius = 0.5 * float(inside.max())
     core = ndimage.distance_transform_edt(~(inside > radius)) <= radius
     core &= body
-    core_distance = ndimage.distance_transform_edt(~core)
     loose = sil.mask & ~core & ~legs_mask
-    labels, count = ndimage.label(loose, structure=np.ones((3, 3)))
-    if count == 0:
-        raise GeometricFitFailed("it has no arms")
-    index = np.arange(1, count + 1)
-    core_cols = np.nonzero(core.any(axis=0))[0]
-    core_half = max(abs(float(sil.x(core_cols[0])) - mid_x), abs(float(sil.x(core_cols[-1])) - mid_x))
-    lab_rows, lab_cols = np.nonzero(labels)
-    lab = labels[lab_rows, lab_cols]
-    offset = sil.x(lab_cols) - mid_x
-    centroid = ndimage.mean(offset, lab, index)
-    reach_out = ndimage.maximum(offset, lab, index)
-    reach_in = -ndimage.minimum(offset, lab, index)
-    arms: dict[str, _Arm] = {}
-    for name, side, reach in (("Left", 1.0, reach_out), ("Right", -1.0, reach_in)):
-        candidates = np.nonzero((centroid * side > 0) & (reach > core_half + 0.1 * height))[0]
-        if len(candidates) == 0:
-            raise GeometricFitFailed(f"it has no {name.lower()} arm held out from the body")
-        best = index[candidates[np.argmax(reach[candidates])]]
-        arms[name] = _arm(sil, labels == best, core_distance, side, mid_x, height)
-    left, right = arms["Left"], arms["Right"]
+    try:
+        left, right = _held_out_arms(sil, core, loose, mid_x, height)
+        max_angle = MAX_HELD_OUT_ANGLE
+    except GeometricFitFailed as held_out_failure:
+        try:
+            left, right = (_hanging_arm(sil, runs, centre, tracks, crotch_row, side, height) for side in (1.0, -1.0))
+        except GeometricFitFailed:
+            raise GeometricFitFailed(
+                f"{held_out_failure.reason}, and no arms hanging apart from the body either; "
+                "rig a character in a T-pose or A-pose"
+            ) from held_out_failure
+        max_angle = 90.0
     for arm in (left, right):
-        if not -30.0 <= arm.angle_deg <= 66.0:
+        if not -30.0 <= arm.angle_deg <= max_angle:
             raise GeometricFitFailed("the arms are not held between level and down at the sides")
         if not 0.15 * height <= arm.length <= 0.75 * height:
             raise GeometricFitFailed("the arms are not of a body's length")
@@ -382,33 +470,10 @@ def fit_geometric(mesh: trimesh.Trimesh, symmetric: bool | None = None) -> tuple
     put("Head", spine_x, head_y)
     for name, t in (("Spine", 0.2), ("Spine1", 0.44), ("Spine2", 0.7)):
         put(name, spine_x, hips_y + t * (neck_y - hips_y))
-    for side in ("Left", "Right"):
-        arm = p[INDEX[side + "Arm"]]
-        p[INDEX[side + "Shoulder"]] = [spine_x + 0.3 * (arm[0] - spine_x), arm[1], p[INDEX["Spine2"], 2]]
-        ankle = p[INDEX[side + "Foot"]]
-        near = (vertices[:, 1] < 0.6 * ankle[1] + 1e-6) & (np.abs(vertices[:, 0] - ankle[0]) < 0.06 * height)
-        tip_z = float(vertices[near, 2].max()) if near.any() else ankle[2] + 0.1 * height
-        tip_z = max(tip_z, ankle[2] + 0.02 * height)
-        toe_y = min(0.25 * ankle[1], 0.015 * height)
-        p[INDEX[side + "ToeBase"]] = [ankle[0], toe_y, ankle[2] + 0.6 * (tip_z - ankle[2])]
-        p[INDEX[side + "Toe_End"]] = [ankle[0], toe_y, tip_z]
-    for b in range(BONE_COUNT):
-        if not np.isfinite(p[b, 2]):
-            p[b, 2] = p[PARENTS[b], 2] if PARENTS[b] >= 0 else 0.0
-    mirror = _mirror_error(mesh)
-    if symmetric is None:
-        symmetric = mirror < SYMMETRY_TOLERANCE
-    if symmetric:
-        for b, name in enumerate(BONES):
-            if name.startswith("Left"):
-                r = INDEX[name.replace("Left", "Right")]
-                avg = (p[b] + p[r] * [-1.0, 1.0, 1.0]) / 2
-                p[b], p[r] = avg, avg * [-1.0, 1.0, 1.0]
-            elif not name.startswith("Right"):
-                p[b, 0] = 0.0
+    symmetric, mirror = complete_skeleton(p, mesh, spine_x, symmetric)
     stats = {
         "pose_source": "geometry",
-        "symmetric": bool(symmetric),
+        "symmetric": symmetric,
         "mirror_error": mirror,
         "crotch_height": crotch_y / height,
         "arm_angles_deg": (left.angle_deg, right.angle_deg),

@@ -11,7 +11,10 @@ Stages (each timed in `RigResult.stats`):
    the mesh's forward extent at the floor). A near-symmetric mesh gets a mirror-symmetric skeleton. When BlazePose
    finds no person or is unsure (the landmark model alone, limb visibility under 0.5), `geometric_fit` fits the
    skeleton from the silhouette's legs, trunk, arms and head instead; its failure rejects the model (an unsure
-   BlazePose reading alone is not trusted).
+   BlazePose reading alone is not trusted). Every fitted skeleton passes an anatomical gate (`skeleton_problems`:
+   spine rising to the head, hips over knees over ankles near the floor, left limbs at +X, plausible segment
+   lengths alike left and right, spanning the height); BlazePose's failing it (a robot's chest read confidently as
+   a face) hands over to the geometric fit, and the geometric fit's failing it rejects the model.
 4. **weights**: Baran & Popovic's bone heat. On the welded mesh, solve (K + M H) w_i = M H p_i for every bone i with
    the cotangent stiffness K, the lumped mass M, H_jj = 1 / d_j^2 for the distance to the nearest bone that vertex j
    sees from inside the body (a voxel occupancy test), and p_ij = 1 when bone i is that bone. One sparse LU
@@ -21,6 +24,7 @@ Stages (each timed in `RigResult.stats`):
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,7 +40,17 @@ from inference.motion.geometric_fit import fit_geometric
 from inference.motion.pose import LANDMARK, LIMB_LANDMARKS, PoseEstimationFailed, PoseResult, estimate_pose
 from inference.motion.skeleton import BONE_COUNT, BONES, INDEX, PARENTS, PRIMARY_CHILD, Skeleton
 
-__all__ = ["PoseEstimationFailed", "RigResult", "rig_character", "place_mesh", "fit_skeleton", "skin_weights"]
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "PoseEstimationFailed",
+    "RigResult",
+    "rig_character",
+    "place_mesh",
+    "fit_skeleton",
+    "skeleton_problems",
+    "skin_weights",
+]
 
 MAX_INFLUENCES = 4
 MIN_LIMB_VISIBILITY = 0.35  # below this mean visibility of the limb landmarks the pose is not trusted
@@ -193,11 +207,21 @@ def fit_skeleton(mesh: trimesh.Trimesh, pose: PoseResult, symmetric: bool | None
     p[INDEX["Head"]] = lift_one(mid_x, head_y)
     for name, t in (("Spine", 0.2), ("Spine1", 0.44), ("Spine2", 0.7)):
         p[INDEX[name]] = lift_one(mid_x, hips_y + t * (neck_y - hips_y))
-    for side, _key in (_L, _R):
+    symmetric, mirror = complete_skeleton(p, mesh, mid_x, symmetric)
+    stats = {"symmetric": symmetric, "mirror_error": mirror, "rays_missed": int((~lift_hit[limb]).sum())}
+    return Skeleton(p), stats
+
+
+def complete_skeleton(p: np.ndarray, mesh: trimesh.Trimesh, mid_x: float, symmetric: bool | None) -> tuple[bool, float]:
+    """The joints both fits derive the same way, in place: clavicles inward of the arms, toes from the foot's forward
+    extent near the floor, a missing depth from the parent; then mirror-symmetrise when the mesh is near-symmetric
+    (or `symmetric` says so). Returns (symmetrised, mirror error)."""
+    vertices = np.asarray(mesh.vertices)
+    height = float(mesh.extents[1])
+    for side in ("Left", "Right"):
         arm = p[INDEX[side + "Arm"]]
         p[INDEX[side + "Shoulder"]] = [mid_x + 0.3 * (arm[0] - mid_x), arm[1], p[INDEX["Spine2"], 2]]
         ankle = p[INDEX[side + "Foot"]]
-        # toes: the foot's forward extent near the floor, under the ankle
         near = (vertices[:, 1] < 0.6 * ankle[1] + 1e-6) & (np.abs(vertices[:, 0] - ankle[0]) < 0.06 * height)
         tip_z = float(vertices[near, 2].max()) if near.any() else ankle[2] + 0.1 * height
         tip_z = max(tip_z, ankle[2] + 0.02 * height)
@@ -205,9 +229,8 @@ def fit_skeleton(mesh: trimesh.Trimesh, pose: PoseResult, symmetric: bool | None
         p[INDEX[side + "ToeBase"]] = [ankle[0], toe_y, ankle[2] + 0.6 * (tip_z - ankle[2])]
         p[INDEX[side + "Toe_End"]] = [ankle[0], toe_y, tip_z]
     for b in range(BONE_COUNT):
-        if np.isnan(p[b, 2]):
-            parent = PARENTS[b]
-            p[b, 2] = p[parent, 2] if parent >= 0 else 0.0
+        if not np.isfinite(p[b, 2]):
+            p[b, 2] = p[PARENTS[b], 2] if PARENTS[b] >= 0 else 0.0
     mirror = _mirror_error(mesh)
     if symmetric is None:
         symmetric = mirror < SYMMETRY_TOLERANCE
@@ -215,12 +238,71 @@ def fit_skeleton(mesh: trimesh.Trimesh, pose: PoseResult, symmetric: bool | None
         for b, name in enumerate(BONES):
             if name.startswith("Left"):
                 r = INDEX[name.replace("Left", "Right")]
-                avg = (p[b] * [1.0, 1.0, 1.0] + p[r] * [-1.0, 1.0, 1.0]) / 2
+                avg = (p[b] + p[r] * [-1.0, 1.0, 1.0]) / 2
                 p[b], p[r] = avg, avg * [-1.0, 1.0, 1.0]
             elif not name.startswith("Right"):
                 p[b, 0] = 0.0
-    stats = {"symmetric": bool(symmetric), "mirror_error": mirror, "rays_missed": int((~lift_hit[limb]).sum())}
-    return Skeleton(p), stats
+    return bool(symmetric), mirror
+
+
+# --- anatomical sanity gate ---------------------------------------------------------------------------------------
+
+FEET_NEAR_FLOOR = 0.15  # ankles at most this fraction of the height above the soles
+MIN_SPAN = 0.5  # head joint over the lowest ankle, as a fraction of the height
+SEGMENT_RANGE = {"arm": (0.05, 0.35), "leg": (0.06, 0.4)}  # one limb segment's length over the height
+MAX_SIDE_RATIO = 1.5  # a limb segment's length, left over right (or right over left)
+_SPINE_CHAIN = ("Hips", "Spine", "Spine1", "Spine2", "Neck", "Head")
+_SEGMENTS = (
+    ("arm", "Arm", "ForeArm", "upper arms"),
+    ("arm", "ForeArm", "Hand", "forearms"),
+    ("leg", "UpLeg", "Leg", "thighs"),
+    ("leg", "Leg", "Foot", "shins"),
+)
+
+
+def skeleton_problems(skeleton: Skeleton, mesh: trimesh.Trimesh) -> list[str]:
+    """What makes a fitted skeleton of the placed `mesh` (soles at 0, facing +Z) anatomically implausible, in plain
+    words; empty when it is a sane standing humanoid. Checked: the spine rises from the hips to the head; shoulders
+    above the hips and below the head; hips above knees above ankles; ankles near the floor; the character's left
+    limbs at +X of the hips and the right ones at -X; limb segments of plausible length for the height and alike
+    left and right; the skeleton spanning most of the mesh's height."""
+    p = skeleton.positions
+    height = float(mesh.extents[1])
+    floor = float(mesh.bounds[0, 1])
+    y = {name: float(p[INDEX[name], 1]) - floor for name in BONES}
+    problems: list[str] = []
+    if not np.isfinite(p).all():
+        return ["some joints have no position"]
+    chain = [y[n] for n in _SPINE_CHAIN]
+    if not all(a < b for a, b in zip(chain, chain[1:], strict=False)):
+        problems.append("the spine does not rise from the hips to the head")
+    if y["Head"] > height:
+        problems.append("the head joint is above the model")
+    for side in ("Left", "Right"):
+        s = side.lower()
+        if not y["Hips"] + 0.1 * height < y[side + "Arm"] < y["Head"]:
+            problems.append(f"the {s} shoulder is not between the hips and the head")
+        if not y[side + "UpLeg"] > y[side + "Leg"] + 0.05 * height > y[side + "Foot"] + 0.1 * height:
+            problems.append(f"the {s} hip, knee and ankle are not stacked from the top down")
+        if y["Hips"] < y[side + "Leg"]:
+            problems.append(f"the {s} knee is above the hips")
+        if y[side + "Foot"] > FEET_NEAR_FLOOR * height:
+            problems.append(f"the {s} ankle is not near the floor")
+    centre = float(p[INDEX["Hips"], 0])
+    for part in ("Arm", "ForeArm", "Hand", "UpLeg", "Leg", "Foot"):
+        if not p[INDEX["Left" + part], 0] > centre > p[INDEX["Right" + part], 0]:
+            problems.append("the left and right limbs are not on their sides of the body (left at +X)")
+            break
+    for kind, a, b, label in _SEGMENTS:
+        lo, hi = SEGMENT_RANGE[kind]
+        lengths = [float(np.linalg.norm(p[INDEX[side + b]] - p[INDEX[side + a]])) for side in ("Left", "Right")]
+        if not all(lo * height <= length <= hi * height for length in lengths):
+            problems.append(f"the {label} are not of a plausible length for the height")
+        elif max(lengths) > MAX_SIDE_RATIO * min(lengths):
+            problems.append(f"the left and right {label} differ too much in length")
+    if y["Head"] - min(y["LeftFoot"], y["RightFoot"]) < MIN_SPAN * height:
+        problems.append("the skeleton does not span the model's height")
+    return list(dict.fromkeys(problems))
 
 
 # --- skin weights -------------------------------------------------------------------------------------------------
@@ -395,8 +477,16 @@ def rig_character(
         skeleton, fit_stats = fit_skeleton(placed, pose)
         stats["fit_s"] = time.perf_counter() - t
         sure = pose.limb_visibility >= SURE_LIMB_VISIBILITY and not pose.attempt.startswith("landmarks only")
+        # BlazePose can be confident about nonsense (a robot's chest read as a face): the gate has the last word
+        problems = skeleton_problems(skeleton, placed)
+        if problems:
+            sure = False
+            raise PoseEstimationFailed("the body landmarks give an implausible skeleton (" + "; ".join(problems) + ")")
     except PoseEstimationFailed as exc:
         failure = exc
+    except (ImportError, RuntimeError, OSError) as exc:  # no pose model here (not installed, unreadable): geometry
+        log.warning("the pose model is unavailable (%s); fitting from the shape alone", exc)
+        failure = PoseEstimationFailed("the pose model is unavailable")
     if not sure:
         t = time.perf_counter()
         try:
@@ -407,6 +497,11 @@ def rig_character(
         stats["fit_s"] = stats["geometry_s"] = time.perf_counter() - t
         if failure is not None:
             stats["pose_failure"] = str(failure)
+        problems = skeleton_problems(skeleton, placed)
+        if problems:
+            raise PoseEstimationFailed(
+                "the skeleton fitted to the model's shape is implausible (" + "; ".join(problems) + ")"
+            ) from failure
     assert skeleton is not None  # a sure BlazePose fit, or the geometric one
     stats.update(fit_stats)
     stats.setdefault("pose_source", "landmarks")

@@ -8,13 +8,17 @@ the landmark model alone): the geometric fit from the silhouette rigs them: bloc
 3.0 / 5.0, robot T 3.6 / 5.0, robot A 3.7 / 5.0 (the worst joint is the hip, put at the crotch's height). On its
 own the geometric fit reads the textured and grey figures within 3.2 / 5.6 cm. It takes about 0.15 s; the stylised
 figures rig in about 1.1 s, most of it BlazePose's failed attempts. A 30k-face character rigs in about 0.8 s
-(weights 0.6-0.9 s) after the landmarker's one-off load (about 1.2 s).
+(weights 0.6-0.9 s) after the landmarker's one-off load (about 1.2 s). The text-to-3d generator's robot (arms
+hanging down, I-pose) is read confidently by BlazePose as nonsense (head below the hips, feet in the air) once painted;
+the sanity gate refuses that and the geometric fit's I-pose reading rigs it (about 11 s for the three robots,
+deliverables included). The whole file takes about 40 s on 2 cores.
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,11 +26,14 @@ import trimesh
 from scipy.spatial.transform import Rotation
 
 from inference.bundled_models import POSE_FILE, install_pose_model, pose_model_path
+from inference.motion import rigging
 from inference.motion.geometric_fit import fit_geometric
 from inference.motion.reference_character import build_character
-from inference.motion.rigging import PoseEstimationFailed, RigResult, place_mesh, rig_character
-from inference.motion.skeleton import BONES, INDEX, PARENTS
+from inference.motion.rigging import PoseEstimationFailed, RigResult, place_mesh, rig_character, skeleton_problems
+from inference.motion.skeleton import BONES, INDEX, PARENTS, Skeleton
+from inference.pipeline.deliverables import build_deliverables
 from inference.runners.base import InputRejected
+from inference.runners.procedural import ProceduralRunner
 
 LIMBS = ("Arm", "ForeArm", "Hand", "UpLeg", "Leg", "Foot")
 LIMB_BOUND_M = {"textured": 0.08, "grey": 0.18, "blocky": 0.08, "robot": 0.08}  # measured max 6.0 / 15.5 / 5 / 5 cm
@@ -310,3 +317,131 @@ def test_bundled_pose_model_is_installed() -> None:
     path = pose_model_path()
     assert path is not None and path.name == POSE_FILE
     assert path.stat().st_size > 9_000_000
+
+
+# --- the anatomical sanity gate and the text-to-3d robot (arms hanging down, I-pose) ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def sane_reference() -> tuple[trimesh.Trimesh, Skeleton]:
+    mesh, _ = build_character("T", "robot")
+    placed = place_mesh(mesh, 1.75)
+    return placed, fit_geometric(placed)[0]
+
+
+def _broken(skeleton: Skeleton, how: str) -> Skeleton:
+    p = skeleton.positions.copy()
+    if how == "head below hips":
+        p[INDEX["Head"], 1] = p[INDEX["Hips"], 1] - 0.1
+    elif how == "feet in the air":
+        for side in ("Left", "Right"):
+            for part in ("Foot", "ToeBase", "Toe_End"):
+                p[INDEX[side + part], 1] += 0.5
+    elif how == "arms swapped":
+        for part in ("Shoulder", "Arm", "ForeArm", "Hand"):
+            left, right = INDEX["Left" + part], INDEX["Right" + part]
+            p[[left, right]] = p[[right, left]]
+    return Skeleton(p)
+
+
+BROKEN = {
+    "head below hips": "the spine does not rise from the hips to the head",
+    "feet in the air": "ankle is not near the floor",
+    "arms swapped": "the left and right limbs are not on their sides of the body",
+}
+
+
+@pytest.mark.parametrize("how", sorted(BROKEN))
+def test_sanity_gate_rejects_broken_skeletons(sane_reference, how: str, monkeypatch) -> None:
+    placed, skeleton = sane_reference
+    assert skeleton_problems(skeleton, placed) == []
+    broken = _broken(skeleton, how)
+    problems = skeleton_problems(broken, placed)
+    assert any(BROKEN[how] in problem for problem in problems), problems
+    # in the pipeline: BlazePose finds nothing and the geometry returns the broken skeleton -> a clear rejection
+    monkeypatch.setattr(rigging, "estimate_pose", _no_person)
+    monkeypatch.setattr(rigging, "fit_geometric", lambda mesh: (broken, {"pose_source": "geometry"}))
+    with pytest.raises(PoseEstimationFailed) as info:
+        rig_character(placed, height_meters=1.75)
+    assert str(info.value).startswith("Pose estimation failed: the skeleton fitted to the model's shape is implausible")
+    assert BROKEN[how] in str(info.value)
+
+
+def _no_person(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+    raise PoseEstimationFailed("no person found")
+
+
+def _procedural_robot(seed: int, refined: bool, tmp: Path) -> trimesh.Trimesh:
+    """The text-to-3d CPU generator's robot ("a robot"): arms hanging straight down beside the body, legs apart.
+    Refined: painted and delivered as the GLB a rigging task receives (BlazePose reads it, confidently, as nonsense:
+    head below the hips, feet half a metre up)."""
+    runner = ProceduralRunner()
+    params = {"prompt": "a robot", "mode": "preview", "seed": seed}
+    art = runner.run({}, params, tmp / "preview", lambda _f: None)
+    if not refined:
+        return trimesh.load(art.mesh, force="mesh")
+    art = runner.run({"preview_mesh": art.mesh}, {**params, "mode": "refine"}, tmp / "refine", lambda _f: None)
+    delivered = build_deliverables(art.mesh, {"mode": "refine", "target_formats": ["glb"]}, tmp / "deliverables")
+    return trimesh.load(tmp / "deliverables" / delivered.model_files["glb"], force="mesh")
+
+
+ROBOTS = (("preview", 0), ("refined", 2), ("refined", 8))
+
+
+@pytest.fixture(scope="module")
+def robot_rigs(tmp_path_factory) -> dict[tuple[str, int], RigResult]:
+    out = {}
+    for kind, seed in ROBOTS:
+        mesh = _procedural_robot(seed, kind == "refined", tmp_path_factory.mktemp(f"robot-{kind}-{seed}"))
+        out[(kind, seed)] = rig_character(mesh, height_meters=1.75)
+    return out
+
+
+@pytest.mark.parametrize(("kind", "seed"), ROBOTS)
+def test_procedural_robot_in_i_pose_rigs_sanely(robot_rigs, kind: str, seed: int) -> None:
+    result = robot_rigs[(kind, seed)]
+    p, height = result.skeleton.positions, 1.75
+    assert result.stats["pose_source"] == "geometry", result.stats  # BlazePose's reading is refused or absent
+    assert skeleton_problems(result.skeleton, result.mesh) == []
+    assert 0.25 * height < p[INDEX["Hips"], 1] < 0.45 * height  # a short-legged robot
+    assert p[INDEX["Head"], 1] > 0.7 * height
+    for side, sign in (("Left", 1.0), ("Right", -1.0)):
+        shoulder, elbow, hand = (p[INDEX[side + part]] for part in ("Arm", "ForeArm", "Hand"))
+        assert p[INDEX[side + "Foot"], 1] < 0.08 * height
+        # the arms hang: the hand well below the shoulder, straight under it, beside the trunk
+        assert shoulder[1] - hand[1] > 0.2 * height
+        assert abs(hand[0] - shoulder[0]) < 0.03 * height
+        assert shoulder[1] > elbow[1] > hand[1]
+        assert sign * hand[0] > 0.15 * height
+        assert sign * p[INDEX[side + "Foot"], 0] > 0.03 * height
+    assert np.all(np.abs(np.array(result.stats["arm_angles_deg"]) - 90.0) < 5.0)
+    # weights: the outermost vertex on each side moves with that arm, the top of the antenna with the head
+    v = np.asarray(result.mesh.vertices)
+    dominant = result.joints[np.arange(len(v)), np.argmax(result.weights, axis=1)]
+    for side, vertex in (("Left", v[:, 0].argmax()), ("Right", v[:, 0].argmin())):
+        assert BONES[dominant[vertex]] in (side + "Arm", side + "ForeArm", side + "Hand")
+    assert BONES[dominant[v[:, 1].argmax()]] == "Head"
+
+
+def test_arms_against_the_body_fail_clearly() -> None:
+    """Arms hanging flush against the trunk (no gap in the front view) are not guessed at."""
+    parts = [_box((0.12, 0.8, 0.15), (x, 0.4, 0)) for x in (-0.1, 0.1)]
+    parts += [_box((0.4, 0.6, 0.2), (0, 1.1, 0)), _box((0.2, 0.22, 0.2), (0, 1.55, 0))]
+    parts += [_box((0.08, 0.55, 0.1), (x, 1.1, 0)) for x in (-0.24, 0.24)]  # touching the trunk's sides
+    mesh = place_mesh(trimesh.util.concatenate(parts), 1.75)
+    with pytest.raises(PoseEstimationFailed) as info:
+        fit_geometric(mesh)
+    assert "rig a character in a T-pose or A-pose" in str(info.value)
+
+
+def test_without_the_pose_model_the_shape_alone_is_fitted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker whose pose model is missing (not installed, unreadable) still rigs figures the geometry reads."""
+    from inference.motion import rigging as rigging_module
+
+    def unavailable(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("pose_landmarker_full.task not found")
+
+    monkeypatch.setattr(rigging_module, "estimate_pose", unavailable)
+    mesh, _ = build_character(pose="T", style="blocky")
+    result = rigging_module.rig_character(mesh, height_meters=1.75)
+    assert result.stats["pose_source"] == "geometry" and "unavailable" in result.stats["pose_failure"]
