@@ -45,6 +45,8 @@ DEFAULT_PRICES: dict[str, int] = {
     "animate": 3,  # per action (action_ids: 3 x their count)
     "text-to-motion": 10,  # prime (FBX)
     "text-to-motion:swift": 3,  # swift (BVH)
+    "mesh-segmentation": 5,  # MeshFoundry's part resources (3DAIGC-API's features)
+    "part-completion": 10,
 }
 
 

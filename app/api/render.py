@@ -116,6 +116,14 @@ def _render_model(
         body["model_urls"] = {fmt: body["model_urls"].get(fmt, "") for fmt in _CONVERT_KEYS} | body["model_urls"]
     if task.type == TaskType.PRINT_ANALYZE.value:
         body["printability"] = outputs.get("printability")
+    parts = outputs.get("parts")
+    if parts:  # MeshFoundry's part resources: the parts' own files beside the whole model
+        body["parts"] = {
+            "num_parts": parts.get("num_parts", len(parts.get("files", []))),
+            "part_urls": [links.url(task, name) for name in parts.get("files", [])],
+            **({"labels_url": links.url(task, parts["labels"])} if parts.get("labels") else {}),
+            **({"watertight": parts["watertight"]} if "watertight" in parts else {}),
+        }
 
 
 def to_json_line(body: dict[str, Any]) -> str:

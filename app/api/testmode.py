@@ -96,6 +96,7 @@ _OPERATIONS = {
     "retexture": TaskType.RETEXTURE, "text-to-texture": TaskType.TEXT_TO_TEXTURE, "uv-unwrap": TaskType.UV_UNWRAP,
     "print/analyze": TaskType.PRINT_ANALYZE, "print/repair": TaskType.PRINT_REPAIR,
     "print/multi-color": TaskType.PRINT_MULTI_COLOR,
+    "mesh-segmentation": TaskType.MESH_SEGMENTATION, "part-completion": TaskType.PART_COMPLETION,
 }  # fmt: skip
 _PRINTABILITY = {
     "_version": 1, "status": "healthy", "issue_count": 0, "error_count": 0, "warning_count": 0,
@@ -108,6 +109,12 @@ for _index, (_slug, _type) in enumerate(_OPERATIONS.items()):
     _task.params = {"model_url": "https://example.com/chair.glb"}
     if _type is TaskType.PRINT_ANALYZE:
         _task.outputs = {"model": {}, "textures": [], "printability": _PRINTABILITY, "folder": "refine"}
+    if _type in (TaskType.MESH_SEGMENTATION, TaskType.PART_COMPLETION):  # one part: the sample chair, whole
+        _task.outputs = {
+            **_task.outputs,
+            "model": {"glb": "model.glb"},
+            "parts": {"num_parts": 1, "files": ["model.glb"]},
+        }
     SAMPLES[_id] = _task
     _BY_RESOURCE[_slug] = _id
 

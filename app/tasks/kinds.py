@@ -51,6 +51,9 @@ KINDS: dict[str, TaskKind] = {
         TaskKind(TaskType.RIG.value, OutputShape.RESULT, False),
         TaskKind(TaskType.ANIMATE.value, OutputShape.RESULT, False),
         TaskKind(TaskType.TEXT_TO_MOTION.value, OutputShape.RESULT, False),
+        # MeshFoundry's part resources count toward the queue limit, like the generation endpoints.
+        TaskKind(TaskType.MESH_SEGMENTATION.value, OutputShape.MODEL, True),
+        TaskKind(TaskType.PART_COMPLETION.value, OutputShape.MODEL, True),
     )
 }
 # Tasks whose outputs hold a model another task can start from (`input_task_id` of the model operations).

@@ -45,6 +45,8 @@ class TaskType(StrEnum):
     RIG = "rig"
     ANIMATE = "animate"
     TEXT_TO_MOTION = "text-to-motion"
+    MESH_SEGMENTATION = "mesh-segmentation"
+    PART_COMPLETION = "part-completion"
 
 
 class Task(Base):

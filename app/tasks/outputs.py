@@ -18,6 +18,9 @@ class TaskOutputs(TypedDict, total=False):
     source: str  # raw.ply: the geometry a later task (refine) builds on
     faces: int
     printability: dict  # print-analyze: Meshy's printability report
+    # mesh-segmentation and part-completion: {"num_parts": n, "labels": "part_labels.json" (segmentation),
+    # "files": ["part_00.glb", ...], "watertight": [bool, ...] (completion)}
+    parts: dict
     # 2D results (OutputShape.IMAGES)
     images: list[str]  # image_0.png, image_1.png, ...
     # Nested results (OutputShape.RESULT: rig, animate, text-to-motion): rendered as the task's `result`, where a key

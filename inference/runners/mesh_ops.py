@@ -51,6 +51,14 @@ class MeshOpsRunner:
             result = printing.repair(model, out_dir, stage)
         elif operation == "print-multi-color":
             result = printing.multi_color(model, params, out_dir, stage)
+        elif operation == "mesh-segmentation":
+            from inference.pipeline.segmentation import segment
+
+            result = segment(model, params, out_dir, stage)
+        elif operation == "part-completion":
+            from inference.pipeline.part_completion import complete_parts
+
+            result = complete_parts(Path(inputs["model"]), params, out_dir, stage)
         else:
             raise ValueError(f"unknown model operation {operation!r}")
         progress(1.0)

@@ -31,6 +31,8 @@ STEPS: dict[str, Step] = {
             "print-analyze",
             "print-repair",
             "print-multi-color",
+            "mesh-segmentation",
+            "part-completion",
         )
     },  # fmt: skip
 }

@@ -53,6 +53,9 @@ async def run(job: JobContext, task: Task, work_dir: Path, reporter: ProgressRep
     result: OpResult = artifacts.metadata["result"]
     names = [*result.model_files.values(), *(n for group in result.texture_files for n in group.values())]
     names += [n for n in (result.thumbnail, result.alpha_thumbnail) if n]
+    parts = result.extra.get("parts")
+    if parts:  # segmentation / part completion: the parts' own files
+        names += [*parts.get("files", []), *([parts["labels"]] if parts.get("labels") else [])]
     for name in set(names):
         (out_dir / name).replace(work_dir / name)
     outputs: TaskOutputs = {"model": result.model_files, "textures": result.texture_files}
@@ -62,6 +65,8 @@ async def run(job: JobContext, task: Task, work_dir: Path, reporter: ProgressRep
         outputs["alpha_thumbnail"] = result.alpha_thumbnail
     if result.model_files.get("glb"):  # what a later task checks at create (rigging's 300,000-face limit)
         outputs["faces"] = await asyncio.to_thread(glb_face_count, work_dir / result.model_files["glb"])
+    if parts:
+        outputs["parts"] = parts
     if "printability" in result.extra:
         outputs["printability"] = result.extra["printability"]
     return StepResult(outputs, sorted(set(names)))

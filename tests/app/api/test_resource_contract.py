@@ -52,6 +52,8 @@ EXAMPLES: dict[str, tuple[dict[str, Any], int, dict[str, Any]]] = {
     # RIG_ID: a SUCCEEDED rig task the `caller` fixture gives the caller for this resource (ids 0 and 1: Idle, Walking).
     "animations": ({"rig_task_id": "{RIG}", "action_id": 0}, 3, {"action_id": 1}),
     "text-to-motion": ({"prompt": "a person waves", "duration": 4, "mode": "swift"}, 3, {"duration": 5}),
+    "mesh-segmentation": ({"model_url": MODEL}, 5, {"num_parts": 3}),
+    "part-completion": ({"model_url": MODEL}, 10, {"model_url": model_data_uri(glb_box(2.0))}),
 }
 RIG_ID = "0199505f-0000-7000-8000-00000000c0de"
 # Bodies every resource refuses with a 400 whose message names the problem.
