@@ -33,14 +33,19 @@ def _describe(error: dict[str, Any]) -> str:
 
 # Routes of the seed services whose own clients read FastAPI's `{"detail"}`: their errors carry both keys.
 _DETAIL_PATHS = frozenset({"/generate-motion"})
+_DETAIL_PREFIX = "/api/v1/"  # 3DAIGC-API's routes; their 404s also carry its `error: NOT_FOUND` wrapper
 
 
 def meshy_error(
     status_code: int, message: str, headers: dict[str, str] | None = None, request: Request | None = None
 ) -> JSONResponse:
-    body = {"message": message}
-    if request is not None and request.url.path in _DETAIL_PATHS:
-        body["detail"] = message
+    body: dict[str, Any] = {"message": message}
+    if request is not None:
+        path = request.url.path
+        if path in _DETAIL_PATHS or path.startswith(_DETAIL_PREFIX):
+            body["detail"] = message
+        if path.startswith(_DETAIL_PREFIX) and status_code == 404:
+            body = {"error": "NOT_FOUND", "message": "Resource not found", "detail": message}
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
@@ -55,9 +60,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return meshy_error(400, _describe(errors[0]) if errors else "Bad request", request=request)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else "Error"
-        return meshy_error(exc.status_code, message, getattr(exc, "headers", None))
+        return meshy_error(exc.status_code, message, getattr(exc, "headers", None), request)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -74,6 +74,10 @@ class TaskRepository:
         params = {"task_id": task_id, "account_id": account_id, "types": list(types)}
         return (await self.session.execute(stmt, params)).scalar_one_or_none()
 
+    async def status_counts(self, account_id: uuid.UUID) -> dict[str, int]:
+        stmt = select(Task.status, func.count()).where(Task.account_id == account_id).group_by(Task.status)
+        return {status: int(n) for status, n in (await self.session.execute(stmt)).all()}
+
     async def get_owned_any(self, task_id: uuid.UUID, account_id: uuid.UUID) -> Task | None:
         """The account's task of any type (for checks that span resources)."""
         result = await self.session.execute(select(Task).where(Task.id == task_id, Task.account_id == account_id))

@@ -210,6 +210,24 @@ async def peek_task(
     return await TaskRepository(session).get_owned(task_id, account_id, types)
 
 
+async def find_any(session: AsyncSession, *, account_id: uuid.UUID, task_id: uuid.UUID | None) -> Task | None:
+    """The account's task of any type (3DAIGC-API's job routes know a job by its id alone)."""
+    return await TaskRepository(session).get_owned_any(task_id, account_id) if task_id else None
+
+
+async def status_counts(session: AsyncSession, *, account_id: uuid.UUID) -> dict[str, int]:
+    """How many of the account's tasks are in each status."""
+    return await TaskRepository(session).status_counts(account_id)
+
+
+async def list_window(
+    session: AsyncSession, *, account_id: uuid.UUID, types: Sequence[str], offset: int, limit: int
+) -> list[Task]:
+    """The account's tasks of `types`, newest first, from `offset` (3DAIGC-API's job history)."""
+    rows = await TaskRepository(session).list_owned(account_id, types, offset=offset, limit=limit, ascending=False)
+    return [task for task, _ in rows]
+
+
 async def list_tasks(
     session: AsyncSession,
     *,

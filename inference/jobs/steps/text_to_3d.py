@@ -1,4 +1,5 @@
-"""Text to 3D: a preview generates geometry from the prompt; a refine textures its preview's geometry."""
+"""Text to 3D: a preview generates geometry from the prompt; a refine textures its preview's geometry; an internal
+`_textured` preview (3DAIGC-API's text-to-textured-mesh) does both in one task."""
 
 from __future__ import annotations
 
@@ -28,5 +29,15 @@ async def run(job: JobContext, task: Task, work_dir: Path, reporter: ProgressRep
             if stored
             else await fetch_image(job, params["texture_image_url"], work_dir / "texture_input", "texture_image_url")
         )
-    artifacts = await run_runner(job, task, inputs, params, work_dir, reporter, 1, 60)
+    if params.get("_textured") and task.parent_id is None:
+        # A one-step textured model (3DAIGC-API's text-to-textured-mesh): the preview's geometry, then the refine's
+        # painting of it, in one task; its deliverables are a refine's (textured).
+        shaped = await run_runner(job, task, inputs, params, work_dir / "geometry", reporter, 1, 35)
+        if shaped.mesh is None:
+            raise RuntimeError("the runner produced no mesh")
+        inputs["preview_mesh"] = shaped.mesh
+        params = {**params, "mode": "refine"}
+        artifacts = await run_runner(job, task, inputs, params, work_dir, reporter, 35, 60)
+    else:
+        artifacts = await run_runner(job, task, inputs, params, work_dir, reporter, 1, 60)
     return await model_result(artifacts, params, work_dir, reporter, 60)
