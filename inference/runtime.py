@@ -62,6 +62,23 @@ def hy_motion_spec(models_dir: Path, vram_gb: float) -> RunnerSpec | None:
     return RunnerSpec("hy-motion", lambda: HYMotionRunner(model_dir).load(), vram_gb)
 
 
+def parts_specs(models_dir: Path, vram_need: Mapping[str, float]) -> list[RunnerSpec]:
+    """PartField (segmentation) and HoloPart (part completion) when their weights are in `<models_dir>/partfield`
+    (`model/model_objaverse.ckpt`) and `<models_dir>/holopart` (diffusers layout)."""
+    specs = []
+    if (models_dir / "partfield").is_dir():
+        from inference.runners.partfield import PartFieldRunner
+
+        folder = models_dir / "partfield"
+        specs.append(RunnerSpec("partfield", lambda: PartFieldRunner(folder).load(), vram_need.get("partfield", 4.0)))
+    if (models_dir / "holopart" / "model_index.json").is_file():
+        from inference.runners.holopart import HoloPartRunner
+
+        folder_h = models_dir / "holopart"
+        specs.append(RunnerSpec("holopart", lambda: HoloPartRunner(folder_h).load(), vram_need.get("holopart", 10.0)))
+    return specs
+
+
 def reference_specs(cutout_model: Path | None, step_delay_s: float, models_dir: Path | None = None) -> list[RunnerSpec]:
     """The CPU reference runners of the image family (imported lazily: each pulls in its own stack)."""
 
@@ -128,6 +145,7 @@ class RunnerSet:
         shap_e = shap_e_spec(models_dir, vram_need.get("shap-e", 8.0))
         if shap_e is not None:
             specs.append(shap_e)
+        specs += parts_specs(models_dir, vram_need)
         hy_motion = hy_motion_spec(models_dir, vram_need.get("hy-motion", 26.0))
         if hy_motion is not None:
             specs.append(hy_motion)

@@ -56,9 +56,10 @@ class MeshOpsRunner:
 
             result = segment(model, params, out_dir, stage)
         elif operation == "part-completion":
-            from inference.pipeline.part_completion import complete_parts
+            from inference.pipeline.part_completion import complete_parts, read_parts
 
-            result = complete_parts(Path(inputs["model"]), params, out_dir, stage)
+            parts = read_parts(Path(inputs["model"]), inputs["source_format"])  # one per glTF node, checked
+            result = complete_parts(parts, params, out_dir, stage)
         else:
             raise ValueError(f"unknown model operation {operation!r}")
         progress(1.0)
