@@ -6,7 +6,9 @@ runs, each run in its own process so peak RSS is its own. Baselines, same run, s
 - convert to OBJ+FBX+STL+USDZ+GLB  vs  trimesh.load + trimesh export of GLB/OBJ/STL;
 - resize (longest side 2 m, GLB)   vs  trimesh.load + apply_scale + GLB export;
 - remesh to 10k quads (textures re-baked, GLB)  vs  pynanoinstantmeshes alone at 10k on the same geometry;
-- repair of the broken mesh (STL)  vs  trimesh's own repair (merge, fill_holes, fix_winding, fix_normals).
+- repair of the broken mesh (STL)  vs  trimesh's own repair (merge, fill_holes, fix_winding, fix_normals);
+- segmentation of a 30k-face character into 8 parts (GLB, labels, per-part GLBs, preview)  vs  the naive spectral
+  step alone: trimesh's face adjacency and scipy's eigsh for 8 eigenvectors of the full mesh's face-graph Laplacian.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from PIL import Image
 
 from bench.pipeline import peak_rss_mb, run_child
 
-CASES = ("convert", "resize", "remesh", "repair")
+CASES = ("convert", "resize", "remesh", "repair", "segment")
 
 
 def textured_glb(path: Path) -> int:
@@ -57,8 +59,16 @@ def broken_mesh(path: Path) -> int:
     return len(faces)
 
 
+def character_glb(path: Path) -> int:
+    from inference.motion.reference_character import build_character
+
+    mesh, _ = build_character(pose="A", style="grey", faces_target=30_000)
+    mesh.export(path, file_type="glb")
+    return len(mesh.faces)
+
+
 def run_ours(case: str, source: Path) -> dict[str, Any]:
-    from inference.pipeline import model_ops, printing
+    from inference.pipeline import model_ops, printing, segmentation
     from inference.pipeline.model_input import load_model
 
     with tempfile.TemporaryDirectory() as out:
@@ -73,6 +83,8 @@ def run_ours(case: str, source: Path) -> dict[str, Any]:
         elif case == "remesh":
             model_ops.remesh(model, {"topology": "quad", "target_polycount": 10_000, "target_formats": ["glb"]},
                              Path(out), _quiet)  # fmt: skip
+        elif case == "segment":
+            segmentation.segment(model, {"num_parts": 8}, Path(out), _quiet)
         else:
             printing.repair(model, Path(out), _quiet)
         wall = time.perf_counter() - started
@@ -87,6 +99,17 @@ def run_plain(case: str, source: Path) -> dict[str, Any]:
 
             mesh = trimesh.load(source, force="mesh", process=False)
             instant_meshes(np.asarray(mesh.vertices), np.asarray(mesh.faces), 10_000)
+        elif case == "segment":
+            import scipy.sparse as sp
+            from scipy.sparse.linalg import eigsh
+
+            mesh = trimesh.load(source, force="mesh")
+            pairs = mesh.face_adjacency
+            n = len(mesh.faces)
+            adjacency = sp.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+            adjacency = (adjacency + adjacency.T).tocsr()
+            laplacian = sp.diags(np.asarray(adjacency.sum(axis=1)).ravel()) - adjacency
+            eigsh(laplacian + sp.identity(n) * 1e-6, k=8, sigma=0, which="LM")
         elif case == "repair":
             mesh = trimesh.load(source, force="mesh")
             trimesh.repair.fill_holes(mesh)
@@ -112,10 +135,11 @@ def _quiet(_fraction: float) -> None:
 def measure(repeat: int = 3) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        glb, stl = Path(tmp) / "textured.glb", Path(tmp) / "broken.stl"
+        glb, stl, figure = Path(tmp) / "textured.glb", Path(tmp) / "broken.stl", Path(tmp) / "character.glb"
         results["textured_faces"], results["broken_faces"] = textured_glb(glb), broken_mesh(stl)
+        results["character_faces"] = character_glb(figure)
         for case in CASES:
-            source = stl if case == "repair" else glb
+            source = {"repair": stl, "segment": figure}.get(case, glb)
             for kind in ("plain", "ours"):
                 print(f"[bench] (m) {case}: {kind}, {repeat} runs", file=sys.stderr, flush=True)
                 runs = [run_child("bench.model_ops", kind, case, str(source), timeout=900) for _ in range(repeat)]
@@ -129,6 +153,10 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         "resize": ("(m) resize 300k textured GLB -> GLB, s", "trimesh load + scale + glb export"),
         "remesh": ("(m) remesh 300k textured GLB -> 10k quads, re-baked, s", "instant meshes alone"),
         "repair": (f"(m) repair {results['broken_faces']:,}-face broken mesh, s", "trimesh fill/fix"),
+        "segment": (
+            f"(m) segment a {results['character_faces']:,}-face character into 8 parts, s",
+            "face-graph Laplacian + eigsh(8) alone",
+        ),
     }
     rows = []
     for case, (label, base) in labels.items():
