@@ -13,6 +13,7 @@ import trimesh
 from inference.motion.reference_character import build_character
 from tests.conftest import Api, Caller, make_caller, unthrottle
 from tests.images import glb_box, object_photo
+from tests.inference.test_segmentation import build, table
 
 pytestmark = pytest.mark.asyncio
 SYS = "/api/v1/system"
@@ -121,6 +122,23 @@ async def test_the_gateways_flows_end_to_end(api: Api, caller: Caller, db, worke
             assert len(loaded.faces) > 100
         else:
             assert download.content[:18] == b"Kaydara FBX Binary"
+    # The documented segmentation flow, then its parts made whole (the segmented GLB uploaded back).
+    vertices, faces, _ = build(table(), 0.05)
+    table_glb = trimesh.Trimesh(vertices, faces, process=False).export(file_type="glb")
+    upload_table = await upload(api, caller, "mesh", "table.glb", table_glb)
+    segment = await submit(api, caller, "/mesh-segmentation/segment-mesh", {"mesh_file_id": upload_table["file_id"],
+                                                                             "num_parts": 5})  # fmt: skip
+    job = await finished(api, caller, segment)
+    assert job["status"] == "completed" and job["result"]["num_parts"] == 5
+    segmented = await api.client.get(f"{SYS}/jobs/{segment}/download", headers=caller.headers)
+    parts_upload = await upload(api, caller, "mesh", "segmented.glb", segmented.content)
+    body = {"mesh_file_id": parts_upload["file_id"]}
+    completion = await submit(api, caller, "/mesh-generation/part-completion", body)
+    job = await finished(api, caller, completion)
+    assert job["status"] == "completed", job
+    completed = await api.client.get(job["result"]["mesh_url"], headers=caller.headers)
+    scene = trimesh.load(io.BytesIO(completed.content), file_type="glb", force="scene")
+    assert len(scene.geometry) == 5 and all(g.is_watertight for g in scene.geometry.values())
     textured_task = (await api.client.get(f"/openapi/v2/text-to-3d/{textured}", headers=caller.headers)).json()
     assert textured_task["texture_urls"], "text-to-textured-mesh textures its geometry in the same task"
     thumb = await api.client.get(f"{SYS}/jobs/{textured}/thumbnail", headers=caller.headers)
