@@ -79,6 +79,17 @@ def parts_specs(models_dir: Path, vram_need: Mapping[str, float]) -> list[Runner
     return specs
 
 
+def unirig_spec(models_dir: Path, vram_gb: float) -> RunnerSpec | None:
+    """UniRig (an alternative rigger with its own skeleton, not the Mixamo one) when its release is in
+    `<models_dir>/unirig` (`skeleton/...`, `skin/...`, as VAST-AI publishes it)."""
+    model_dir = models_dir / "unirig"
+    if not (model_dir / "skeleton").is_dir():
+        return None
+    from inference.runners.unirig import UniRigRunner  # torch + transformers: only where the weights are
+
+    return RunnerSpec("unirig", lambda: UniRigRunner(model_dir).load(), vram_gb)
+
+
 def reference_specs(cutout_model: Path | None, step_delay_s: float, models_dir: Path | None = None) -> list[RunnerSpec]:
     """The CPU reference runners of the image family (imported lazily: each pulls in its own stack)."""
 
@@ -146,6 +157,9 @@ class RunnerSet:
         if shap_e is not None:
             specs.append(shap_e)
         specs += parts_specs(models_dir, vram_need)
+        unirig = unirig_spec(models_dir, vram_need.get("unirig", 9.0))
+        if unirig is not None:
+            specs.append(unirig)
         hy_motion = hy_motion_spec(models_dir, vram_need.get("hy-motion", 26.0))
         if hy_motion is not None:
             specs.append(hy_motion)

@@ -104,5 +104,28 @@ $("refine").addEventListener("click", () => {
   });
 });
 
+// The models this server offers for a preview (GET /openapi/v1/models), each marked when no worker serves it now.
+async function loadModels() {
+  if (!$("api-key").value.trim()) return;
+  try {
+    const { resources } = await call("GET", "/openapi/v1/models");
+    const textTo3d = resources.find((r) => r.resource === "text-to-3d");
+    const models = textTo3d.models.filter((m) => m.task_type === "text-to-3d-preview");
+    const select = $("ai-model");
+    const chosen = select.value;
+    select.innerHTML = "";
+    for (const m of models) {
+      const option = document.createElement("option");
+      option.value = m.ai_model;
+      option.textContent = `${m.ai_model} (${m.runner}, ${m.price} credits${m.worker_online ? "" : ", no worker"})`;
+      select.append(option);
+    }
+    if (models.some((m) => m.ai_model === chosen)) select.value = chosen;
+  } catch (error) {
+    // an unknown key or an older server: keep the built-in list
+  }
+}
+$("api-key").addEventListener("change", loadModels);
+
 $("viewer").addEventListener("load", () => $("viewer").setAttribute("data-loaded", "true"));
 $("viewer").addEventListener("error", (event) => { $("message").textContent = `viewer: ${event.detail?.type || "error"}`; });
