@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml inference/bundled_models.py
 up: install
 	$(BIN)/meshfoundry up
 
+# Two workers (pytest-xdist): each test has its own database and queue names, so they run side by side safely.
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2
 
 bench: install
 	$(BIN)/python -m bench

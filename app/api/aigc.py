@@ -479,6 +479,7 @@ async def job_thumbnail(
     job_id: str, principal: ApiKeyAuth, session: ReadSession, state: State,
     format: Literal["file", "base64"] = "file", filename: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Any:  # fmt: skip
+    """The job's preview picture (PNG), as a file or base64 JSON."""
     task = await _task(session, principal, job_id)
     return await _send(task, state, _output(task)[1], "thumbnail", "thumbnail", format, _safe_name(filename))
 
@@ -493,6 +494,7 @@ def _safe_name(name: str | None) -> str | None:
 
 @router.get("/system/jobs/{job_id}/info", responses=error_responses(401, 404, 429))
 async def job_info(job_id: str, principal: ApiKeyAuth, session: ReadSession, state: State) -> dict[str, Any]:
+    """The job's result file: size, type, times, and relative download links."""
     task = await _task(session, principal, job_id)
     status = STATUS.get(task.status, task.status.lower())
     main, thumb = _output(task) if status == "completed" else (None, None)
@@ -538,6 +540,7 @@ async def features(principal: ApiKeyAuth, state: State) -> dict[str, Any]:
 
 @router.get("/system/models", responses=error_responses(401, 404, 429))
 async def models(principal: ApiKeyAuth, state: State, feature: str | None = None) -> dict[str, Any]:
+    """Model ids per feature (`?feature=` for one)."""
     table = {f["name"]: f["models"] for f in _features(state) if f["model_count"]}
     if feature is not None:
         if feature not in table:

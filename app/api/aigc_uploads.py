@@ -193,6 +193,7 @@ async def upload_mesh(file: Annotated[UploadFile, File()], principal: ApiKeyAuth
 
 @router.get("/metadata/{file_id}", responses=error_responses(401, 404, 429))
 async def metadata(file_id: str, principal: ApiKeyAuth, state: State) -> dict[str, Any]:
+    """An upload of the caller's that has not expired."""
     found = UploadStore(state.settings.assets_path).get(principal.account_id, file_id)
     if found is None:
         raise FileGone()
@@ -201,6 +202,7 @@ async def metadata(file_id: str, principal: ApiKeyAuth, state: State) -> dict[st
 
 @router.delete("/{file_id}", responses=error_responses(401, 404, 429))
 async def delete_upload(file_id: str, principal: ApiKeyAuth, state: State) -> dict[str, Any]:
+    """Delete an upload of the caller's."""
     store = UploadStore(state.settings.assets_path)
     if store.get(principal.account_id, file_id) is None:
         raise FileGone()
@@ -215,6 +217,7 @@ async def list_uploads(
     file_type: Annotated[Literal["image", "mesh"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
+    """The caller's live uploads, newest first."""
     files = UploadStore(state.settings.assets_path).list(principal.account_id, file_type, limit)
     items = [{**f.public(), "is_available": True} for f in files]
     return {"files": items, "count": len(items), "total_files": len(items)}
@@ -222,6 +225,7 @@ async def list_uploads(
 
 @router.get("/supported-formats")
 async def supported_formats(state: State) -> dict[str, Any]:
+    """What the upload routes take (no key needed)."""
     max_mb = state.settings.fetch_max_bytes // 2**20
     return {
         "image": {"formats": list(IMAGE_EXTENSIONS), "max_size_mb": max_mb, "description": "PNG and JPEG kept; "

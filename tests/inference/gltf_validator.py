@@ -6,6 +6,7 @@ the validator under `.meshfoundry-test/node` (retried; it can take minutes), so 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -32,16 +33,10 @@ def validate() -> Callable[[Path], dict]:
         if os.environ.get("CI"):
             pytest.fail("node and npm are needed for the Khronos glTF validator")
         pytest.skip("node/npm not installed")
-    if not (NODE_DIR / "node_modules" / "gltf-validator").exists():
-        NODE_DIR.mkdir(parents=True, exist_ok=True)
-        for attempt in range(3):  # the registry is a network away: retry a slow or failed install
-            try:
-                subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(NODE_DIR),
-                                VALIDATOR], check=True, capture_output=True, timeout=180)  # fmt: skip
-                break
-            except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-                if attempt == 2:
-                    raise
+    NODE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(NODE_DIR.parent / "node.lock", "w") as lock:  # parallel test workers install it once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _install()
     (NODE_DIR / "validate.js").write_text(SCRIPT)
 
     def run(glb: Path) -> dict:
@@ -50,3 +45,15 @@ def validate() -> Callable[[Path], dict]:
         return json.loads(out.stdout)
 
     return run
+
+
+def _install() -> None:
+    if not (NODE_DIR / "node_modules" / "gltf-validator").exists():
+        for attempt in range(3):  # the registry is a network away: retry a slow or failed install
+            try:
+                subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(NODE_DIR),
+                                VALIDATOR], check=True, capture_output=True, timeout=180)  # fmt: skip
+                break
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+                if attempt == 2:
+                    raise
