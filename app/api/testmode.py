@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from datetime import UTC, datetime
@@ -158,6 +159,14 @@ def sample_for(resource: str, body: object) -> Task:
     return SAMPLES[_BY_RESOURCE[resource]]
 
 
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link where the store shares the package's filesystem (the samples are never written in place)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def install_assets(store: AssetStore) -> None:
     """Copy the packaged sample files into the asset store, so sample URLs download like any other."""
     for task in SAMPLES.values():
@@ -168,7 +177,7 @@ def install_assets(store: AssetStore) -> None:
         shutil.rmtree(target, ignore_errors=True)  # an older sample set: replace it
         staging = target.with_name(f".{task.id}.{uuid.uuid4().hex[:8]}.tmp")
         shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(source, staging)
+        shutil.copytree(source, staging, copy_function=_link_or_copy)
         try:
             staging.rename(target)
         except OSError:  # another API process installed them first
