@@ -12,6 +12,7 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -168,6 +169,65 @@ def cmd_previews(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_library(args: argparse.Namespace) -> int:
+    """library import|list|delete: shared asset-search collections (inference.library_import does the work)."""
+    import uuid
+
+    from app.core.assets import AssetStore
+    from app.search.service import Models, SearchUnavailable
+    from inference import library_import as lib  # the CLI may drive the worker's code
+
+    settings = get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = AssetStore(settings.assets_path)
+
+    async def go(url: str) -> int:
+        engine = create_engine(url, pool_size=2)
+        maker = sessionmaker(engine)
+        try:
+            if args.library_command == "list":
+                async with maker() as session:
+                    rows = await lib.list_collections(session)
+                for coll, count in rows:
+                    audience = f"account {coll.account_id}" if coll.account_id else "every account"
+                    print(f"{coll.name}\t{count} assets\tshared with {audience}", flush=True)
+                return 0
+            if args.library_command == "delete":
+                removed = await lib.delete_collection(maker, store, args.name)
+                _say(f"deleted collection {args.name!r} and its {removed} assets")
+                return 0
+            from tqdm import tqdm
+
+            bar = tqdm(unit="file", disable=args.quiet)
+
+            def progress(index: int, total: int, key: str) -> None:
+                bar.total = total
+                bar.set_postfix_str(key[-40:], refresh=False)
+                bar.update(1)
+
+            account = uuid.UUID(args.account) if args.account else None
+            formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+            report = await lib.import_folder(
+                maker, store, Models.from_settings(settings), args.folder, collection=args.collection,
+                account_id=account, captions=args.captions, formats=formats, on_progress=progress,
+            )  # fmt: skip
+            bar.close()
+            _say(f"{report.collection}: {report.imported} imported, {report.skipped} already there, "
+                 f"{len(report.failed)} failed, {report.per_second:.2f} assets/s")  # fmt: skip
+            for key, why in report.failed:
+                _say(f"  failed: {key}: {why}")
+            return 1 if report.failed and not report.imported else 0
+        except (lib.ImportRefused, SearchUnavailable, ValueError) as exc:
+            _say(f"error: {exc}")
+            return 2
+        finally:
+            await engine.dispose()
+
+    with database(settings) as url:
+        migrate(url)
+        return asyncio.run(go(url))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshfoundry", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -182,6 +242,19 @@ def build_parser() -> argparse.ArgumentParser:
     previews = sub.add_parser("previews", help="render the animation library's missing preview GIFs")
     previews.add_argument("--action", type=int, action="append", help="only this action id (repeatable)")
     previews.set_defaults(func=cmd_previews)
+    library = sub.add_parser("library", help="asset-search libraries: import a folder of models, list, delete")
+    lib_sub = library.add_subparsers(dest="library_command", required=True)
+    imp = lib_sub.add_parser("import", help="import GLB/glTF/OBJ/FBX/STL files (resumable: done files are skipped)")
+    imp.add_argument("folder", type=Path)
+    imp.add_argument("--collection", required=True, help="the collection's name (created if new)")
+    imp.add_argument("--captions", type=Path, help="JSON {id: caption} or CSV id,caption (Cap3D's layout)")
+    imp.add_argument("--account", help="share with this account only (default: every account)")
+    imp.add_argument("--formats", default="glb,fbx,obj,usdz", help="formats to offer (GLB always)")
+    imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    lib_sub.add_parser("list", help="collections, their sizes and audiences")
+    delete = lib_sub.add_parser("delete", help="remove a collection, its assets and their files")
+    delete.add_argument("name")
+    library.set_defaults(func=cmd_library)
     admin_cli.register(sub)
     return parser
 

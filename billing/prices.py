@@ -47,6 +47,10 @@ DEFAULT_PRICES: dict[str, int] = {
     "text-to-motion:swift": 3,  # swift (BVH)
     "mesh-segmentation": 5,  # MeshFoundry's part resources (3DAIGC-API's features)
     "part-completion": 10,
+    # Retrieve-before-generate: a preview or image-to-3d answered from an existing asset, not generated.
+    "text-to-3d-preview:retrieved": 2,
+    "image-to-3d:retrieved": 2,
+    "asset-search": 0,  # per search request
 }
 
 

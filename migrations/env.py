@@ -7,10 +7,12 @@ import asyncio
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import app.search.models  # noqa: F401
 import app.tasks.models  # noqa: F401  (registers the tables)
 import billing.models  # noqa: F401
 from app.core.config import Settings, normalize_database_url
 from app.core.db import Base
+from app.search.models import VECTOR_TABLE_PREFIX
 
 config = context.config
 target_metadata = Base.metadata
@@ -23,8 +25,15 @@ def _database_url() -> str:
     return normalize_database_url(url)
 
 
+def _include_object(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
+    # One vector table per embedding space, made at run time (app.search.store): not part of the models.
+    return not (type_ == "table" and reflected and compare_to is None and name.startswith(VECTOR_TABLE_PREFIX))
+
+
 def _run(connection) -> None:  # type: ignore[no-untyped-def]
-    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+    context.configure(
+        connection=connection, target_metadata=target_metadata, compare_type=True, include_object=_include_object
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -21,7 +21,7 @@ from app.api.catalog import RESOURCES
 from app.api.errors import install_error_handlers, install_openapi
 from app.api.resources import resource_router
 from app.api.state import AppState
-from app.api.v1 import animation_library, balance, capabilities
+from app.api.v1 import animation_library, asset_search, balance, capabilities
 from app.core.assets import AssetStore, UrlSigner
 from app.core.config import Settings, get_settings
 from app.core.db import open_checked_engine, reader, sessionmaker
@@ -119,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(resource_router(resource))
     app.include_router(balance.router)
     app.include_router(capabilities.router)
+    app.include_router(asset_search.router)
     app.include_router(stream_tokens.router)
     app.include_router(admin.router)
     playground.mount(app)

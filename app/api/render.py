@@ -19,7 +19,7 @@ _ECHOED = ("prompt", "negative_prompt", "art_style", "texture_prompt", "texture_
            "input_task_id", "should_texture", "save_pre_remeshed_model", "image_enhancement",
            "multi_view_thumbnails", "model_url", "resize_height", "resize_longest_side", "convert_format_only",
            "text_style_prompt", "image_style_url", "enable_original_uv", "object_prompt", "style_prompt",
-           "resolution", "max_colors", "max_depth")  # fmt: skip
+           "resolution", "max_colors", "max_depth", "retrieved_from")  # fmt: skip
 _IMAGE_ECHOED = ("ai_model", "prompt", "generate_multi_view", "aspect_ratio", "pose_mode", "remove_background",
                  "reference_image_urls", "input_task_id", "moderation")  # fmt: skip
 _TEXT_TO_3D = (TaskType.TEXT_TO_3D_PREVIEW.value, TaskType.TEXT_TO_3D_REFINE.value)

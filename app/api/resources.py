@@ -28,6 +28,7 @@ from app.api import testmode
 from app.api.deps import ApiKeyAuth, DbSession, Links, ReadSession, State, StreamAuth
 from app.api.errors import error_responses
 from app.api.render import render_task
+from app.api.retrieval import Retrieve, find_match, place_files
 from app.api.sse import error_stream, open_task_stream
 from app.api.state import AppState
 from app.api.v2.schemas import TaskCreated
@@ -63,6 +64,7 @@ class Prepared:
     variant: str | None = None
     files: dict[str, bytes] = field(default_factory=dict)
     quantity: int = 1
+    retrieve: Retrieve | None = None  # retrieve-before-generate: search first, answer from a match
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,13 @@ async def create_from(resource: Resource, body: Any, principal: Principal, sessi
     try:
         async with session.begin():
             prepared = await resource.prepare(CreateContext(session, principal, state), body)
+            match = None
+            if prepared.retrieve is not None:
+                match = await find_match(session, state, principal.account_id, prepared.retrieve)
+                if match is not None:
+                    prepared.variant = "retrieved"
+                    prepared.params = {**prepared.params, "retrieved_from": match.described()}
+                    prepared.files = {}  # nothing will be generated from them
             price = price_of(
                 prepared.task_type, prepared.params.get("ai_model", ""), state.settings.credit_prices,
                 variant=prepared.variant,
@@ -127,6 +136,13 @@ async def create_from(resource: Resource, body: Any, principal: Principal, sessi
             if prepared.files and not created.replayed:
                 stored = True  # inputs are in place before the commit makes the task visible to a worker
                 await asyncio.to_thread(_store_inputs, state, task_id, prepared.files)
+            if match is not None and not created.replayed:
+                stored = True  # the files are in place before the commit shows the task SUCCEEDED
+                outputs = await asyncio.to_thread(place_files, state, match, task_id)
+                await task_service.complete_at_once(
+                    session, task=created.task, outputs=outputs, retention_s=state.settings.asset_retention_s
+                )
+                return str(created.task.id)
     except BaseException:
         if stored:
             await asyncio.to_thread(state.store.delete, task_id)

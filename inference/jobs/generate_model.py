@@ -20,6 +20,7 @@ from app.tasks.kinds import OutputShape, shape_of
 from app.tasks.models import Task, TaskStatus
 from app.tasks.repository import TaskRepository
 from inference.jobs.context import LOST_WORKER, TIMED_OUT, InvalidInput, JobContext, task_error
+from inference.jobs.index_assets import index_one
 from inference.jobs.progress import ProgressReporter, TaskGone
 from inference.jobs.steps import STEPS
 
@@ -48,7 +49,10 @@ async def generate_model(ctx: dict[str, Any], task_id: str) -> str:
             job.sessionmaker, tid, task.attempts, heartbeat_s=job.settings.heartbeat_interval_s
         ) as reporter:
             result, files = await _produce(job, task, work_dir, reporter)
-        return "succeeded" if await _finish(job, task, result, work_dir, files) else "superseded"
+        if not await _finish(job, task, result, work_dir, files):
+            return "superseded"
+        await index_one(job, task)
+        return "succeeded"
     except InvalidInput as exc:
         await _fail(job, task, task_error(str(exc), "invalid_input", exc.code))
         return "failed"

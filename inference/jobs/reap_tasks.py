@@ -18,6 +18,7 @@ from app.tasks import service as task_service
 from app.tasks.models import Task, TaskStatus
 from app.tasks.repository import TaskRepository
 from inference.jobs.generate_model import LOST_WORKER, TIMED_OUT, JobContext
+from inference.jobs.index_assets import index_missing
 from inference.jobs.sweep_assets import sweep_assets
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ async def run_reaper(ctx: dict[str, Any], stop: asyncio.Event) -> None:
                 await reap_tasks(ctx)
                 if time.monotonic() >= next_sweep:
                     await sweep_assets(job)
+                    await index_missing(job)
                     next_sweep = time.monotonic() + SWEEP_INTERVAL_S
         except Exception:  # the next pass retries; a reaper that dies would leave tasks stuck
             log.exception("reaper pass failed")

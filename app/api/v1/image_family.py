@@ -6,8 +6,11 @@ or multi-image-to-3d (1-4 images, e.g. a multi-view set) through `input_task_id`
 
 from __future__ import annotations
 
+import asyncio
+
 from app.api.inputs import MediaInputs
 from app.api.resources import CreateContext, Prepared, Resource
+from app.api.retrieval import Retrieve
 from app.api.v1.schemas import (
     ImageTask,
     ImageTo3DRequest,
@@ -48,10 +51,28 @@ async def _model_from_images(
         await media.add(field, urls, ctx.state.settings, many=field == "image_urls")
     if body.texture_image_url:
         await media.add("texture_image_url", [body.texture_image_url], ctx.state.settings, many=False)
+    retrieve = None
+    if isinstance(body, ImageTo3DRequest) and body.retrieve_min_score is not None:
+        retrieve = await _retrieve_image(ctx, body, media, parent)
     return Prepared(
         task_type, {**params, **media.params()}, parent_id=parent.id if parent else None,
-        variant="textured" if body.should_texture else None, files=media.files,
+        variant="textured" if body.should_texture else None, files=media.files, retrieve=retrieve,
     )  # fmt: skip
+
+
+async def _retrieve_image(
+    ctx: CreateContext, body: ImageTo3DRequest, media: MediaInputs, parent: Task | None
+) -> Retrieve:
+    """Search by the input image: the parent task's image, the inline one, or the URL (fetched SSRF-safely)."""
+    assert body.retrieve_min_score is not None
+    if parent is not None:
+        path = ctx.state.store.path_of(parent.id, parent.outputs["images"][0])
+        content = await asyncio.to_thread(path.read_bytes) if path is not None else None
+        return Retrieve(body.retrieve_min_score, image=content)
+    ref = media.refs["image_url"][0]
+    if "file" in ref:
+        return Retrieve(body.retrieve_min_score, image=media.files[ref["file"]])
+    return Retrieve(body.retrieve_min_score, image_url=ref["url"])
 
 
 async def prepare_image_to_3d(ctx: CreateContext, body: ImageTo3DRequest) -> Prepared:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.api.v2.schemas import PROMPT_MAX, MeshyRequest, TaskError, _MeshyBody
+from app.api.v2.schemas import PROMPT_MAX, MeshyRequest, TaskError, _MeshyBody, retrieve_field
 
 MEDIA_PREFIXES = ("http://", "https://", "data:image/png", "data:image/jpeg", "data:image/jpg")
 ASPECT_RATIOS = ("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3")
@@ -93,6 +93,7 @@ class ImageTo3DRequest(_ModelFromImage):
     )
 
     image_url: str | None = Field(None, description="A .jpg/.png public URL or data:image/...;base64 URI.")
+    retrieve_min_score: float | None = retrieve_field()
 
     @field_validator("image_url")
     @classmethod

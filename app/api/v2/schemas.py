@@ -8,6 +8,20 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PROMPT_MAX = 600
+
+
+# Beyond Meshy: retrieve-before-generate (docs/asset-search.md).
+def retrieve_field() -> Any:
+    return Field(
+        None,
+        ge=0,
+        le=1,
+        description="Beyond Meshy: search your models and the shared libraries first; an asset scoring at least this "
+        "(cosine similarity, 0-1) answers the request at once (the task is SUCCEEDED on creation, charged the "
+        "`retrieved` price, and names the asset in `retrieved_from`). Below it, or unset, the model is generated.",
+    )
+
+
 FORMATS = ("glb", "obj", "fbx", "stl", "usdz", "3mf")
 DEFAULT_FORMATS = ["glb", "obj", "fbx", "stl", "usdz"]
 Format = Literal["glb", "obj", "fbx", "stl", "usdz", "3mf"]
@@ -113,6 +127,7 @@ class TextTo3DPreview(_MeshyBody):
     symmetry_mode: Literal["off", "auto", "on"] = "auto"
     pose_mode: Literal["a-pose", "t-pose", ""] = ""
     is_a_t_pose: bool = False
+    retrieve_min_score: float | None = retrieve_field()
 
     @field_validator("prompt")
     @classmethod

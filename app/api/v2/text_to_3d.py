@@ -6,6 +6,7 @@ from typing import Any
 
 from app.api.inputs import MediaInputs
 from app.api.resources import CreateContext, Prepared, Resource
+from app.api.retrieval import Retrieve
 from app.api.v2.schemas import TextTo3DPreview, TextTo3DRefine, TextTo3DRequest, TextTo3DTask
 from app.core.ids import parse_id
 from app.tasks import service as task_service
@@ -16,7 +17,8 @@ TYPES = task_service.TEXT_TO_3D_TYPES
 
 async def prepare(ctx: CreateContext, body: TextTo3DPreview | TextTo3DRefine) -> Prepared:
     if isinstance(body, TextTo3DPreview):
-        return Prepared(TaskType.TEXT_TO_3D_PREVIEW.value, body.to_params())
+        retrieve = None if body.retrieve_min_score is None else Retrieve(body.retrieve_min_score, text=body.prompt)
+        return Prepared(TaskType.TEXT_TO_3D_PREVIEW.value, body.to_params(), retrieve=retrieve)
     preview = await task_service.resolve_preview(
         ctx.session, account_id=ctx.principal.account_id, preview_id=parse_id(body.preview_task_id)
     )

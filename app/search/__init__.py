@@ -1,0 +1,1 @@
+"""Asset search: embedding spaces, the pgvector store, indexing and queries."""

@@ -1,0 +1,277 @@
+"""Asset search: what gets indexed, how a query is answered, and how a matched asset becomes a task's files.
+
+A query is embedded in every space that can take it (a text query: the caption space, and SigLIP's image space
+when one is configured; an image query: the image space) and each space answers with its nearest visible assets.
+An asset's score is its best cosine similarity over the spaces that took the text, and over those that took the
+image; with both a text and an image, the two are averaged (an asset found by one only scores half).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.assets import AssetStore, valid_filename
+from app.core.config import Settings
+from app.search import encoders
+from app.search.models import Asset, AssetCollection
+from app.search.store import SearchUnavailable, Space, ensure_space, nearest, pgvector_installed, put_vectors
+from app.tasks.models import Task, TaskStatus, TaskType
+
+log = logging.getLogger(__name__)
+
+# Generation results are indexed; operations on a model (remesh, convert, ...) would only repeat their input.
+INDEXED_TYPES = (TaskType.TEXT_TO_3D_PREVIEW.value, TaskType.TEXT_TO_3D_REFINE.value, TaskType.IMAGE_TO_3D.value,
+                 TaskType.MULTI_IMAGE_TO_3D.value)  # fmt: skip
+GENERATED = "generated"  # the name under which an account's own generated assets are searched
+MODEL_FORMATS = ("glb", "fbx", "obj", "usdz", "mtl", "stl")
+MAX_VIEWS = 6
+
+
+@dataclass(frozen=True)
+class Models:
+    """The encoders a process uses, from settings (loaded once per process, on first use)."""
+
+    text_model_dir: str | None
+    image_model_dir: str | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Models:
+        return cls(
+            str(settings.search_text_model_dir) if settings.search_text_model_dir else None,
+            str(settings.search_image_model_dir) if settings.search_image_model_dir else None,
+        )
+
+    def text(self) -> encoders.SentenceEncoder:
+        return encoders.text_encoder(self.text_model_dir)
+
+    def image(self) -> encoders.SiglipImageEncoder | encoders.ReferenceImageEncoder:
+        return encoders.image_encoder(self.image_model_dir)
+
+    @property
+    def cross_modal(self) -> bool:
+        return self.image_model_dir is not None
+
+
+@dataclass
+class Hit:
+    asset: Asset
+    score: float
+    collection: str
+    scores: dict[str, float] = field(default_factory=dict)  # per space
+
+
+def caption_of(task: Task, parent: Task | None = None) -> str:
+    params = task.params or {}
+    source = params if params.get("prompt") else ((parent.params or {}) if parent is not None else {})
+    parts = [source.get("prompt") or "", params.get("texture_prompt") or ""]
+    return ". ".join(p.strip() for p in parts if p and p.strip())
+
+
+def _task_files(task: Task) -> dict[str, str]:
+    outputs = task.outputs or {}
+    files = {fmt: name for fmt, name in (outputs.get("model") or {}).items() if fmt in MODEL_FORMATS}
+    if outputs.get("thumbnail"):
+        files["thumbnail"] = outputs["thumbnail"]
+    return files
+
+
+def _views(folder: Path, outputs: dict[str, Any]) -> list[Image.Image]:
+    names = list((outputs.get("thumbnails") or {}).values()) or ([outputs["thumbnail"]] if outputs.get("thumbnail")
+                                                                 else [])  # fmt: skip
+    images = []
+    for name in names[:MAX_VIEWS]:
+        path = folder / name
+        if valid_filename(name) and path.is_file():
+            with Image.open(path) as img:
+                images.append(img.convert("RGBA"))
+    return images
+
+
+async def index_task(session: AsyncSession, store: AssetStore, models: Models, task: Task) -> Asset | None:
+    """Make a SUCCEEDED model task searchable by its owner (idempotent); None when it has nothing to index or the
+    database has no pgvector."""
+    if task.type not in INDEXED_TYPES or task.status != TaskStatus.SUCCEEDED.value:
+        return None
+    if (task.params or {}).get("retrieved_from"):  # answered from an asset that is indexed already
+        return None
+    files = _task_files(task)
+    if "glb" not in files or not await pgvector_installed(session):
+        return None
+    parent = await session.get(Task, task.parent_id) if task.parent_id else None
+    caption = caption_of(task, parent)
+    values = {"account_id": task.account_id, "collection_id": None, "task_id": task.id, "source_key": str(task.id),
+              "caption": caption, "files": files}  # fmt: skip
+    row = await session.execute(
+        insert(Asset).values(id=uuid.uuid4(), **values)
+        .on_conflict_do_update(index_elements=[Asset.task_id], set_={"caption": caption, "files": files})
+        .returning(Asset.id)
+    )  # fmt: skip
+    asset_id = row.scalar_one()
+    views = await asyncio.to_thread(_views, store.task_dir(task.id), task.outputs or {})
+    await embed_asset(session, models, asset_id, caption, views)
+    return await session.get(Asset, asset_id)
+
+
+async def embed_asset(
+    session: AsyncSession, models: Models, asset_id: uuid.UUID, caption: str, views: list[Image.Image]
+) -> None:
+    if caption:
+        text = models.text()
+        vectors = await asyncio.to_thread(text.encode_texts, [caption])
+        await ensure_space(session, text.space)
+        await put_vectors(session, text.space, asset_id, vectors)
+    if views:
+        image = models.image()
+        vectors = await asyncio.to_thread(image.encode_images, views)
+        await ensure_space(session, image.space)
+        await put_vectors(session, image.space, asset_id, vectors)
+
+
+async def unindexed_tasks(session: AsyncSession, limit: int = 50) -> list[Task]:
+    """SUCCEEDED generation tasks with no asset row yet (a worker that stopped between finishing and indexing)."""
+    rows = await session.execute(
+        select(Task)
+        .outerjoin(Asset, Asset.task_id == Task.id)
+        .where(Task.type.in_(INDEXED_TYPES), Task.status == TaskStatus.SUCCEEDED.value, Asset.id.is_(None),
+               ~Task.params.has_key("retrieved_from"))  # fmt: skip
+        .order_by(Task.finished_at.desc())
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str | None = None
+    image: Image.Image | None = None
+
+
+async def search(
+    session: AsyncSession,
+    models: Models,
+    query: Query,
+    *,
+    account_id: uuid.UUID,
+    top_k: int = 10,
+    collections: list[str] | None = None,
+    min_score: float | None = None,
+) -> list[Hit]:
+    """The best `top_k` assets the account may see, best first. Raises SearchUnavailable without pgvector."""
+    if not await pgvector_installed(session):
+        raise SearchUnavailable("this PostgreSQL server has no pgvector extension")
+    text_scores: dict[uuid.UUID, dict[str, float]] = {}
+    image_scores: dict[uuid.UUID, dict[str, float]] = {}
+    pool = min(top_k * 4, 200)
+    known = await _known_spaces(session)
+
+    async def ask(space: Space, vector: np.ndarray, into: dict[uuid.UUID, dict[str, float]]) -> None:
+        if space.name not in known:  # nothing was ever indexed in it
+            return
+        for asset_id, score in await nearest(session, space, vector, account_id=account_id,
+                                             collections=collections, limit=pool):  # fmt: skip
+            into.setdefault(asset_id, {})[space.name] = score
+
+    if query.text:
+        text = models.text()
+        await ask(text.space, (await asyncio.to_thread(text.encode_texts, [query.text]))[0], text_scores)
+        if models.cross_modal:
+            image = models.image()
+            vector = (await asyncio.to_thread(image.encode_texts, [query.text]))[0]  # type: ignore[union-attr]
+            await ask(image.space, vector, text_scores)
+    if query.image is not None:
+        image = models.image()
+        await ask(image.space, (await asyncio.to_thread(image.encode_images, [query.image]))[0], image_scores)
+    parts = [p for p, asked in ((text_scores, query.text), (image_scores, query.image is not None)) if asked]
+    ranked: dict[uuid.UUID, tuple[float, dict[str, float]]] = {}
+    for asset_id in set().union(*parts) if parts else set():
+        per_space = {**text_scores.get(asset_id, {}), **image_scores.get(asset_id, {})}
+        score = sum(max(p[asset_id].values()) if asset_id in p else 0.0 for p in parts) / len(parts)
+        ranked[asset_id] = (score, per_space)
+    best = sorted(ranked.items(), key=lambda kv: (-kv[1][0], str(kv[0])))
+    if min_score is not None:
+        best = [kv for kv in best if kv[1][0] >= min_score]
+    best = best[:top_k]
+    if not best:
+        return []
+    rows = await session.execute(
+        select(Asset, AssetCollection.name)
+        .outerjoin(AssetCollection, AssetCollection.id == Asset.collection_id)
+        .where(Asset.id.in_([asset_id for asset_id, _ in best]))
+    )
+    found = {asset.id: (asset, name) for asset, name in rows.all()}
+    return [
+        Hit(found[a][0], round(s, 6), found[a][1] or GENERATED, {k: round(v, 6) for k, v in per.items()})
+        for a, (s, per) in best
+        if a in found
+    ]
+
+
+async def _known_spaces(session: AsyncSession) -> set[str]:
+    from sqlalchemy import text
+
+    return set((await session.execute(text("SELECT name FROM embedding_spaces"))).scalars())
+
+
+def decode_image(content: bytes) -> Image.Image:
+    with Image.open(io.BytesIO(content)) as img:
+        img.load()
+        return img.convert("RGBA")
+
+
+def asset_folder(store: AssetStore, asset: Asset) -> Path:
+    """Where the asset's files are: its task's folder, or its own (keyed by the asset id) for a library asset."""
+    return store.task_dir(asset.task_id if asset.task_id is not None else asset.id)
+
+
+def reuse_files(store: AssetStore, asset: Asset, task_id: uuid.UUID) -> dict[str, Any]:
+    """Give `task_id` the asset's files (hard links where the filesystem allows, else copies) and return the task
+    outputs that describe them. The new task keeps its files when the source task is deleted or expires."""
+    source = asset_folder(store, asset)
+    files = dict(asset.files or {})
+    target = store.task_dir(task_id)
+    staging = target.with_name(f".{task_id}.reuse")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    names = sorted({name for name in files.values() if valid_filename(name)})
+    if asset.task_id is not None:  # a generated model: its textures and extra views too
+        names = sorted({p.name for p in source.iterdir() if p.is_file() and valid_filename(p.name)})
+    for name in names:
+        try:
+            os.link(source / name, staging / name)
+        except OSError:
+            shutil.copy2(source / name, staging / name)
+    os.replace(staging, target)
+    return files
+
+
+def outputs_for(asset: Asset, source_task: Task | None) -> dict[str, Any]:
+    if source_task is not None and source_task.outputs:
+        keep = ("model", "textures", "thumbnail", "thumbnails", "alpha_thumbnail")
+        return {k: v for k, v in source_task.outputs.items() if k in keep}
+    files = asset.files or {}
+    outputs: dict[str, Any] = {"model": {fmt: files[fmt] for fmt in MODEL_FORMATS if fmt in files}}
+    if files.get("thumbnail"):
+        outputs["thumbnail"] = files["thumbnail"]
+    return outputs
+
+
+async def delete_collection(session: AsyncSession, name: str) -> int:
+    result = await session.execute(delete(AssetCollection).where(AssetCollection.name == name))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+__all__ = ["GENERATED", "INDEXED_TYPES", "Hit", "Models", "Query", "SearchUnavailable", "index_task", "search"]
