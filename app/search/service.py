@@ -146,8 +146,12 @@ async def unindexed_tasks(session: AsyncSession, limit: int = 50) -> list[Task]:
     rows = await session.execute(
         select(Task)
         .outerjoin(Asset, Asset.task_id == Task.id)
-        .where(Task.type.in_(INDEXED_TYPES), Task.status == TaskStatus.SUCCEEDED.value, Asset.id.is_(None),
-               ~Task.params.has_key("retrieved_from"))  # fmt: skip
+        .where(
+            Task.type.in_(INDEXED_TYPES),
+            Task.status == TaskStatus.SUCCEEDED.value,
+            Asset.id.is_(None),
+            ~Task.params.has_key("retrieved_from"),
+        )  # fmt: skip
         .order_by(Task.finished_at.desc())
         .limit(limit)
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from app.search import service as search_service
+from app.search.store import pgvector_installed
 from app.tasks.models import Task
 from inference.jobs.context import JobContext
 
@@ -33,6 +34,8 @@ async def index_missing(job: JobContext, limit: int = 50) -> int:
     if not job.settings.search_index_generated:
         return 0
     async with job.sessionmaker() as session:
+        if not await pgvector_installed(session):  # asset search is off on this server
+            return 0
         tasks = await search_service.unindexed_tasks(session, limit)
     done = 0
     for task in tasks:

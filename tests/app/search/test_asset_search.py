@@ -25,7 +25,7 @@ from tests.app.api.v2.test_text_to_3d_flow import create_preview, wait_terminal
 from tests.app.search.library import ITEMS, write_library
 from tests.conftest import Api, Caller, make_caller
 
-pytestmark = pytest.mark.asyncio
+pytestmark = [pytest.mark.asyncio, pytest.mark.usefixtures("pgvector")]
 SEARCH = "/openapi/v1/assets/search"
 MODELS = search_service.Models(None, None)
 
@@ -56,7 +56,12 @@ async def thumbnail_of(api: Api, hit: dict[str, Any]) -> bytes:
 
 
 async def test_import_then_text_and_image_search_rank_the_right_asset_first(
-    api: Api, caller: Caller, library: lib.ImportReport, settings, db, tmp_path: Path  # type: ignore[no-untyped-def]
+    api: Api,
+    caller: Caller,
+    library: lib.ImportReport,
+    settings,
+    db,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     assert (library.imported, library.skipped, library.failed) == (5, 0, [])
     expected = {"a box to ship things in": "crate.glb", "traffic cone": "cone.glb", "a doughnut": "shapes/ring.glb",
@@ -100,7 +105,11 @@ async def test_import_then_text_and_image_search_rank_the_right_asset_first(
 
 
 async def test_collections_and_generated_models_are_private_to_their_audience(
-    api: Api, caller: Caller, settings, db, tmp_path: Path  # type: ignore[no-untyped-def]
+    api: Api,
+    caller: Caller,
+    settings,
+    db,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     other = await make_caller(settings, db, name="other")
     store = AssetStore(settings.assets_path)
@@ -154,7 +163,11 @@ async def _generated_cone(settings, db, owner: Caller) -> str:  # type: ignore[n
 
 
 async def test_retrieve_before_generate_answers_from_the_library(
-    api: Api, caller: Caller, library: lib.ImportReport, settings, db  # type: ignore[no-untyped-def]
+    api: Api,
+    caller: Caller,
+    library: lib.ImportReport,
+    settings,
+    db,  # type: ignore[no-untyped-def]
 ) -> None:
     balance = (await api.client.get("/openapi/v1/balance", headers=caller.headers)).json()["balance"]
     task_id = await create_preview(api, caller, prompt="an orange traffic cone", retrieve_min_score=0.6)
@@ -226,3 +239,27 @@ async def test_auth_and_test_mode(api: Api) -> None:
     assert response.status_code == 200
     (hit,) = response.json()["results"]
     assert hit["collection"] == "generated" and (await api.client.get(hit["model_urls"]["glb"])).status_code == 200
+
+
+async def test_a_siglip_model_adds_an_image_space_that_text_can_search(settings, db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """SigLIP's real loading code on tiny random weights: thumbnails go into its space, and a text query is asked
+    there too (cross-modal). Random weights rank nothing meaningfully; an asset's own picture still finds it."""
+    from tests.app.search.tiny_siglip import TINY_DIM, make_tiny_siglip
+
+    siglip = make_tiny_siglip(tmp_path / "siglip")
+    models = search_service.Models(None, str(siglip))
+    store = AssetStore(settings.assets_path)
+    captions = write_library(tmp_path / "lib", ("ball", "cone"))
+    report = await lib.import_folder(db, store, models, tmp_path / "lib", collection="shapes", captions=captions,
+                                     formats=("glb",))  # fmt: skip
+    assert report.imported == 2
+    space = models.image().space
+    assert space.dim == TINY_DIM and space.name.startswith("image:siglip")
+    owner = (await make_caller(settings, db)).account_id
+    async with db() as session, session.begin():
+        hits = await search_service.search(session, models, search_service.Query("a blue ball"), account_id=owner)
+        assert len(hits) == 2 and all(space.name in h.scores for h in hits)
+        ball = next(h for h in hits if h.asset.source_key == "ball.glb")
+        picture = Image.open(store.task_dir(ball.asset.id) / ball.asset.files["thumbnail"])
+        by_image = await search_service.search(session, models, search_service.Query(None, picture), account_id=owner)
+        assert by_image[0].asset.id == ball.asset.id and by_image[0].scores[space.name] > 0.999
