@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.assets import AssetStore
 from app.search import service as search_service
 from app.search.models import Asset, AssetCollection
+from inference.jobs.steps.common import SOURCE_MESH
 from inference.pipeline import model_ops
 from inference.pipeline.model_input import load_model
 
@@ -110,6 +111,9 @@ def convert_one(path: Path, out_dir: Path, formats: tuple[str, ...]) -> tuple[di
         files["thumbnail"] = result.thumbnail
     for group in result.texture_files:  # kept beside the model (OBJ's MTL points at them)
         files.update({f"texture_{kind}": name for kind, name in group.items()})
+    # The geometry a refine starts from, as a preview task keeps it (a retrieved preview can be refined).
+    loaded.mesh.export(out_dir / SOURCE_MESH, file_type="ply")
+    files["source"] = SOURCE_MESH
     return files, len(loaded.mesh.faces)
 
 

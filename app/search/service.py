@@ -264,12 +264,14 @@ def reuse_files(store: AssetStore, asset: Asset, task_id: uuid.UUID) -> dict[str
 
 def outputs_for(asset: Asset, source_task: Task | None) -> dict[str, Any]:
     if source_task is not None and source_task.outputs:
-        keep = ("model", "textures", "thumbnail", "thumbnails", "alpha_thumbnail")
+        keep = ("model", "textures", "thumbnail", "thumbnails", "alpha_thumbnail", "source", "faces")
         return {k: v for k, v in source_task.outputs.items() if k in keep}
     files = asset.files or {}
     outputs: dict[str, Any] = {"model": {fmt: files[fmt] for fmt in MODEL_FORMATS if fmt in files}}
     if files.get("thumbnail"):
         outputs["thumbnail"] = files["thumbnail"]
+    if files.get("source"):  # the raw geometry a refine starts from
+        outputs["source"] = files["source"]
     return outputs
 
 

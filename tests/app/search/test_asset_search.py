@@ -263,3 +263,17 @@ async def test_a_siglip_model_adds_an_image_space_that_text_can_search(settings,
         picture = Image.open(store.task_dir(ball.asset.id) / ball.asset.files["thumbnail"])
         by_image = await search_service.search(session, models, search_service.Query(None, picture), account_id=owner)
         assert by_image[0].asset.id == ball.asset.id and by_image[0].scores[space.name] > 0.999
+
+
+async def test_a_retrieved_preview_refines_like_any_preview(
+    api: Api, caller: Caller, library: lib.ImportReport, worker  # type: ignore[no-untyped-def]
+) -> None:
+    preview = await create_preview(api, caller, prompt="a golden ring", retrieve_min_score=0.5)
+    response = await api.client.post("/openapi/v2/text-to-3d", headers=caller.headers,
+                                     json={"mode": "refine", "preview_task_id": preview})  # fmt: skip
+    assert response.status_code == 202, response.text
+    refined = await wait_terminal(api, caller, response.json()["result"])
+    assert refined["status"] == "SUCCEEDED", refined["task_error"]
+    glb = await api.client.get(refined["model_urls"]["glb"])
+    mesh = trimesh.load(io.BytesIO(glb.content), file_type="glb", force="mesh")
+    assert len(mesh.faces) > 100 and refined["texture_urls"]
