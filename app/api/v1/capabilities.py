@@ -24,7 +24,8 @@ from billing.prices import price_of
 router = APIRouter(prefix="/openapi/v1/models", tags=["Capabilities"])
 # Price variants a request body can select, per task type (image-to-3d's should_texture, text-to-motion's mode).
 VARIANTS: dict[str, tuple[str, ...]] = {
-    "image-to-3d": ("textured",),
+    "text-to-3d-preview": ("retrieved",),  # retrieve_min_score met: answered from an existing asset
+    "image-to-3d": ("textured", "retrieved"),
     "multi-image-to-3d": ("textured",),
     "text-to-motion": ("swift",),
 }

@@ -25,9 +25,9 @@ async def test_lists_every_resource_with_prices_and_no_live_worker(api: Api, cal
     assert all(resources[r.slug]["models"] for r in RESOURCES), "every resource maps at least one ai_model"
     latest = {m["ai_model"]: m for m in resources["text-to-3d"]["models"] if m["task_type"] == "text-to-3d-preview"}
     assert latest["latest"]["runner"] == "procedural" and latest["latest"]["price"] == 20
-    assert latest["meshy-5"]["price"] == 5
+    assert latest["meshy-5"]["price"] == 5 and latest["latest"]["price_variants"] == {"retrieved": 2}
     image = next(m for m in resources["image-to-3d"]["models"] if m["ai_model"] == "latest")
-    assert image["price"] == 20 and image["price_variants"] == {"textured": 30}
+    assert image["price"] == 20 and image["price_variants"] == {"textured": 30, "retrieved": 2}
     motion = next(m for m in resources["text-to-motion"]["models"] if m["ai_model"] == "latest")
     assert (motion["price"], motion["price_variants"], motion["runner"]) == (10, {"swift": 3}, "motion-library")
     assert answer["pools"] == {"default": False}  # no worker runs in this test
