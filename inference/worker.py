@@ -17,6 +17,7 @@ from app.core.config import Settings, get_settings
 from app.core.db import open_checked_engine, sessionmaker
 from app.core.queue import queue_for_pool, redis_settings
 from app.core.registry import load_registry
+from app.search import service as search_service
 from inference.jobs.generate_model import JobContext, generate_model
 from inference.jobs.previews import render_missing_previews
 from inference.jobs.reap_tasks import run_reaper
@@ -35,6 +36,15 @@ def build_runners(settings: Settings) -> RunnerSet:
     )
 
 
+def _warm_search_models(settings: Settings) -> None:
+    try:
+        models = search_service.Models.from_settings(settings)
+        models.text()
+        models.image()
+    except Exception:  # indexing reports its own failures; a worker must start anyway
+        log.exception("could not load the asset search models")
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     assert settings.database_url
@@ -46,6 +56,8 @@ async def startup(ctx: dict[str, Any]) -> None:
         store=AssetStore(settings.assets_path),
         runners=build_runners(settings),
     )
+    if settings.search_index_generated:  # load the search encoders now, not after the first task succeeds
+        ctx["search_warmup"] = asyncio.create_task(asyncio.to_thread(_warm_search_models, settings))
     ctx["reaper_stop"] = stop = asyncio.Event()
     ctx["reaper"] = asyncio.create_task(run_reaper(ctx, stop))
     if settings.animation_previews and ctx.get("pool", "default") == "default":
@@ -56,6 +68,9 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    if "search_warmup" in ctx:
+        with contextlib.suppress(Exception):
+            await ctx["search_warmup"]
     if "previews" in ctx:  # stops between two previews; a half-written one is never left behind
         ctx["previews_stop"].set()
         with contextlib.suppress(Exception):
