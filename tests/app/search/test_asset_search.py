@@ -266,7 +266,10 @@ async def test_a_siglip_model_adds_an_image_space_that_text_can_search(settings,
 
 
 async def test_a_retrieved_preview_refines_like_any_preview(
-    api: Api, caller: Caller, library: lib.ImportReport, worker  # type: ignore[no-untyped-def]
+    api: Api,
+    caller: Caller,
+    library: lib.ImportReport,
+    worker,  # type: ignore[no-untyped-def]
 ) -> None:
     preview = await create_preview(api, caller, prompt="a golden ring", retrieve_min_score=0.5)
     response = await api.client.post("/openapi/v2/text-to-3d", headers=caller.headers,
@@ -277,3 +280,13 @@ async def test_a_retrieved_preview_refines_like_any_preview(
     glb = await api.client.get(refined["model_urls"]["glb"])
     mesh = trimesh.load(io.BytesIO(glb.content), file_type="glb", force="mesh")
     assert len(mesh.faces) > 100 and refined["texture_urls"]
+
+
+async def test_a_priced_search_charges_and_refuses_when_broke(api: Api, settings, db) -> None:  # type: ignore[no-untyped-def]
+    settings.credit_prices = {"asset-search": 3}  # the app reads prices per request from these settings
+    rich, broke = await make_caller(settings, db, credits=10), await make_caller(settings, db, credits=2, name="b")
+    assert await search(api, rich, query="anything") == []
+    assert (await api.client.get("/openapi/v1/balance", headers=rich.headers)).json()["balance"] == 7
+    response = await api.client.post(SEARCH, json={"query": "anything"}, headers=broke.headers)
+    assert response.status_code == 402 and response.json() == {"message": "Insufficient credits"}
+    assert (await api.client.get("/openapi/v1/balance", headers=broke.headers)).json()["balance"] == 2
