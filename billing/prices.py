@@ -51,6 +51,7 @@ DEFAULT_PRICES: dict[str, int] = {
     "text-to-3d-preview:retrieved": 2,
     "image-to-3d:retrieved": 2,
     "asset-search": 0,  # per search request
+    "talking-head": 10,  # per started 10 s of audio
 }
 
 

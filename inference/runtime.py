@@ -128,7 +128,13 @@ def reference_specs(cutout_model: Path | None, step_delay_s: float, models_dir: 
 
         return MotionLibraryRunner()
 
+    def talking_head() -> Runner:
+        from inference.runners.talking_head import TalkingHeadRunner
+
+        return TalkingHeadRunner()
+
     return [
+        RunnerSpec("talking-head", talking_head),
         RunnerSpec("mesh-ops", mesh_ops),
         RunnerSpec("auto-rig", auto_rig),
         RunnerSpec("motion-library", motion_library),

@@ -34,6 +34,7 @@ def _describe(error: dict[str, Any]) -> str:
 # Routes of the seed services whose own clients read FastAPI's `{"detail"}`: their errors carry both keys.
 _DETAIL_PATHS = frozenset({"/generate-motion"})
 _DETAIL_PREFIX = "/api/v1/"  # 3DAIGC-API's routes; their 404s also carry its `error: NOT_FOUND` wrapper
+_DICE_TALK_PREFIX = "/api/v1/synthesis"  # DICE-Talk's: `{"error": ...}`
 
 
 def meshy_error(
@@ -44,7 +45,9 @@ def meshy_error(
         path = request.url.path
         if path in _DETAIL_PATHS or path.startswith(_DETAIL_PREFIX):
             body["detail"] = message
-        if path.startswith(_DETAIL_PREFIX) and status_code == 404:
+        if path.startswith(_DICE_TALK_PREFIX):  # DICE-Talk's clients read `error`
+            body = {"message": message, "detail": message, "error": message}
+        elif path.startswith(_DETAIL_PREFIX) and status_code == 404:
             body = {"error": "NOT_FOUND", "message": "Resource not found", "detail": message}
     return JSONResponse(body, status_code=status_code, headers=headers)
 

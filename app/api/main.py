@@ -16,7 +16,18 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app import __version__
-from app.api import admin, aigc, aigc_uploads, assets, health, motion_service, playground, stream_tokens, testmode
+from app.api import (
+    admin,
+    aigc,
+    aigc_uploads,
+    assets,
+    dice_talk,
+    health,
+    motion_service,
+    playground,
+    stream_tokens,
+    testmode,
+)
 from app.api.catalog import RESOURCES
 from app.api.errors import install_error_handlers, install_openapi
 from app.api.resources import resource_router
@@ -115,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(motion_service.router)
     app.include_router(aigc.router)  # 3DAIGC-API's routes, over the same tasks
     app.include_router(aigc_uploads.router)
+    app.include_router(dice_talk.router)  # DICE-Talk's routes, over talking-head tasks
     for resource in RESOURCES:
         app.include_router(resource_router(resource))
     app.include_router(balance.router)

@@ -22,6 +22,11 @@ _ECHOED = ("prompt", "negative_prompt", "art_style", "texture_prompt", "texture_
            "resolution", "max_colors", "max_depth", "retrieved_from")  # fmt: skip
 _IMAGE_ECHOED = ("ai_model", "prompt", "generate_multi_view", "aspect_ratio", "pose_mode", "remove_background",
                  "reference_image_urls", "input_task_id", "moderation")  # fmt: skip
+# MeshFoundry's result-shaped resources echo their inputs (inline files as a short description, never in full).
+_RESULT_ECHOED = {
+    TaskType.TALKING_HEAD.value: ("image_url", "audio_url", "emotion", "ref_scale", "emo_scale", "crop", "seed",
+                                  "audio_duration_ms"),
+}  # fmt: skip
 _TEXT_TO_3D = (TaskType.TEXT_TO_3D_PREVIEW.value, TaskType.TEXT_TO_3D_REFINE.value)
 # Inputs shown as "" when not given, per type (Meshy's objects carry them empty).
 _TEXT_TO_3D_STRINGS = ("prompt", "negative_prompt", "art_style", "texture_prompt", "texture_image_url")
@@ -58,6 +63,7 @@ def render_task(task: Task, preceding_tasks: int, links: AssetLinks) -> dict[str
         body.update({key: params[key] for key in _IMAGE_ECHOED if params.get(key) is not None})
         body["image_urls"] = [links.url(task, name) for name in outputs.get("images", [])]
     elif shape is OutputShape.RESULT:  # rig, animate, text-to-motion: `result` is null until SUCCEEDED (§9, §22.8)
+        body.update({key: params[key] for key in _RESULT_ECHOED.get(task.type, ()) if params.get(key) is not None})
         result = outputs.get("result")
         body["result"] = _signed_result(task, result, links) if result is not None else None
     else:
@@ -112,6 +118,8 @@ def _render_model(
         body["thumbnail_url"] = body["thumbnail_urls"].get("front", body["thumbnail_url"])
     if outputs.get("alpha_thumbnail"):
         body["alpha_thumbnail_url"] = links.url(task, outputs["alpha_thumbnail"])
+    if outputs.get("video"):  # the turntable preview MP4 (generation tasks, unless the worker turns it off)
+        body["video_url"] = links.url(task, outputs["video"])
     if task.type == TaskType.CONVERT.value:  # Convert lists every format, "" for those not asked for (§7.2)
         body["model_urls"] = {fmt: body["model_urls"].get(fmt, "") for fmt in _CONVERT_KEYS} | body["model_urls"]
     if task.type == TaskType.PRINT_ANALYZE.value:

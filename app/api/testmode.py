@@ -147,6 +147,18 @@ for _id, (_type, _result) in _CHARACTER_RESULTS.items():
     )  # fmt: skip
 _BY_RESOURCE |= {"rigging": RIG_ID, "animations": ANIMATE_ID, "text-to-motion": TEXT_TO_MOTION_ID}
 
+# Video: a real 2 s output of the talking-head runner (the test portrait, "happy", cropped to the face).
+TALKING_HEAD_ID = uuid.UUID("0199505f-9791-7973-8dca-c77cf71696d0")
+SAMPLES[TALKING_HEAD_ID] = Task(
+    id=TALKING_HEAD_ID, type=TaskType.TALKING_HEAD.value, status=TaskStatus.SUCCEEDED.value, progress=100,
+    ai_model="latest", params={"emotion": "happy", "ref_scale": 3.0, "emo_scale": 6.0, "crop": True}, seed=1,
+    consumed_credits=0, attempts=1, task_error=None,
+    outputs={"result": {"video_url": "talking_head.mp4", "thumbnail_url": "preview.png", "duration_ms": 2000, "fps": 25,
+                        "width": 512, "height": 512}, "folder": "video"},
+    created_at=_CREATED, started_at=_CREATED, finished_at=_CREATED, expires_at=_EXPIRES,
+)  # fmt: skip
+_BY_RESOURCE["talking-head"] = TALKING_HEAD_ID
+
 
 def sample_for_mode(mode: str) -> Task:
     return SAMPLES[REFINE_ID if mode == "refine" else PREVIEW_ID]

@@ -54,6 +54,8 @@ KINDS: dict[str, TaskKind] = {
         # MeshFoundry's part resources count toward the queue limit, like the generation endpoints.
         TaskKind(TaskType.MESH_SEGMENTATION.value, OutputShape.MODEL, True),
         TaskKind(TaskType.PART_COMPLETION.value, OutputShape.MODEL, True),
+        # Video (MeshFoundry; DICE-Talk's service): a generation, so it counts toward the queue limit.
+        TaskKind(TaskType.TALKING_HEAD.value, OutputShape.RESULT, True),
     )
 }
 # Tasks whose outputs hold a model another task can start from (`input_task_id` of the model operations).

@@ -47,6 +47,7 @@ class TaskType(StrEnum):
     TEXT_TO_MOTION = "text-to-motion"
     MESH_SEGMENTATION = "mesh-segmentation"
     PART_COMPLETION = "part-completion"
+    TALKING_HEAD = "talking-head"
 
 
 class Task(Base):

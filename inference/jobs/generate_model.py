@@ -74,7 +74,7 @@ async def generate_model(ctx: dict[str, Any], task_id: str) -> str:
 
 
 # What a failed task of these types says it could not make ("Failed to generate the ...").
-_WHAT = {"rig": "rig", "animate": "animation", "text-to-motion": "motion"}
+_WHAT = {"rig": "rig", "animate": "animation", "text-to-motion": "motion", "talking-head": "video"}
 
 
 def _work_root(store: AssetStore) -> Path:

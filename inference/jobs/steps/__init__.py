@@ -6,7 +6,7 @@ publishing, refunds and the reaper stay in `inference.jobs.generate_model`, shar
 
 from __future__ import annotations
 
-from inference.jobs.steps import characters, image_to_3d, images, model_ops, text_to_3d
+from inference.jobs.steps import characters, image_to_3d, images, model_ops, talking_head, text_to_3d
 from inference.jobs.steps.common import Step, StepResult
 
 STEPS: dict[str, Step] = {
@@ -19,6 +19,7 @@ STEPS: dict[str, Step] = {
     "rig": characters.rig,
     "animate": characters.animate,
     "text-to-motion": characters.text_to_motion,
+    "talking-head": talking_head.run,
     **{
         t: model_ops.run
         for t in (

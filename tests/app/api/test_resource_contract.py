@@ -6,7 +6,9 @@ valid body here, and from then on every test below covers it. No worker runs: ta
 
 from __future__ import annotations
 
+import base64
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,15 +18,19 @@ from app.api import testmode
 from app.api.catalog import RESOURCES
 from app.api.resources import Resource
 from tests.conftest import Api, Caller, add_succeeded_task, make_caller
+from tests.fixtures.speech import speech_like, wav_bytes
 from tests.images import data_uri, glb_box, model_data_uri, object_photo
 
 pytestmark = pytest.mark.asyncio
 PHOTO = data_uri(object_photo(64))
 TEST_KEY = "msy_dummy_api_key_for_test_mode_12345678"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 # A minimal valid create body per resource, what it costs with Meshy's default prices, and a change to the body
 # that makes it another request (for the Idempotency-Key test).
 MODEL = model_data_uri(glb_box())
+PORTRAIT = "data:image/jpeg;base64," + base64.b64encode((FIXTURES / "portrait.jpg").read_bytes()).decode()
+SPEECH = "data:audio/wav;base64," + base64.b64encode(wav_bytes(speech_like(3.0))).decode()
 EXAMPLES: dict[str, tuple[dict[str, Any], int, dict[str, Any]]] = {
     "text-to-3d": ({"mode": "preview", "prompt": "a chair"}, 20, {"moderation": True}),
     "image-to-3d": ({"image_url": PHOTO}, 30, {"moderation": True}),
@@ -54,6 +60,8 @@ EXAMPLES: dict[str, tuple[dict[str, Any], int, dict[str, Any]]] = {
     "text-to-motion": ({"prompt": "a person waves", "duration": 4, "mode": "swift"}, 3, {"duration": 5}),
     "mesh-segmentation": ({"model_url": MODEL}, 5, {"num_parts": 3}),
     "part-completion": ({"model_url": MODEL}, 10, {"model_url": model_data_uri(glb_box(2.0))}),
+    # 3 s of speech: one started 10 s unit.
+    "talking-head": ({"image_url": PORTRAIT, "audio_url": SPEECH}, 10, {"emotion": "happy"}),
 }
 RIG_ID = "0199505f-0000-7000-8000-00000000c0de"
 # Bodies every resource refuses with a 400 whose message names the problem.

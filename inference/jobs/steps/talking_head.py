@@ -1,0 +1,26 @@
+"""Talking-head video: the stored portrait and recording through the task's runner, an MP4 under `result`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.tasks.models import Task
+from inference.jobs.context import InvalidInput, JobContext
+from inference.jobs.progress import ProgressReporter
+from inference.jobs.steps.common import StepResult, run_runner
+
+
+async def run(job: JobContext, task: Task, work_dir: Path, reporter: ProgressReporter) -> StepResult:
+    stored = (task.params or {}).get("_inputs") or {}
+    inputs = {}
+    for key in ("image", "audio"):
+        path = job.store.input_path(task.id, str(stored.get(key, "")))
+        if path is None:
+            raise InvalidInput(f"{key}: the uploaded file is no longer available")
+        inputs[key] = path
+    out_dir = work_dir / "out"
+    artifacts = await run_runner(job, task, inputs, {**task.params, "seed": task.seed}, out_dir, reporter, 1, 99)
+    names = list(dict.fromkeys(artifacts.metadata["files"]))
+    for name in names:
+        (out_dir / name).replace(work_dir / name)
+    return StepResult({"result": dict(artifacts.metadata["result"])}, names)
