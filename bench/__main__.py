@@ -7,7 +7,9 @@ every deliverable at 30k faces, per stage, vs the same libraries called plainly 
 a 1024x1024 photo-like picture to every deliverable, per stage, vs the u2netp call alone (bench/image_to_3d.py);
 (m) model operations (convert, resize, remesh to quads, repair) on big inputs vs plain library calls
 (bench/model_ops.py); (r) characters: rigging a 30k-face character per stage, one animation export and a 6 s
-text-to-motion clip vs the irreducible library calls (bench/characters.py).
+text-to-motion clip vs the irreducible library calls (bench/characters.py); (s) asset search on pgvector, 100k vectors:
+HNSW build, top-10 latency and recall@10 through the app's nearest() vs an exact scan, and library import
+throughput (bench/asset_search.py).
 Results: a table on stdout and `bench/results/latest.json`. Everything runs on 127.0.0.1 and every process started
 here is stopped at the end.
 """
@@ -32,6 +34,7 @@ from typing import Any
 
 import psutil
 
+from bench import asset_search as bench_asset_search
 from bench import characters as bench_characters
 from bench import image_to_3d as bench_image_to_3d
 from bench import model_ops as bench_model_ops
@@ -868,9 +871,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run (< 60 s)")
     parser.add_argument(
         "--only",
-        default="abcdpimr",
-        help="which parts to run, e.g. 'ad' (default: abcdpimr; p: pipeline; i: image-to-3d; m: model operations; "
-        "r: characters)",
+        default="abcdpimrs",
+        help="which parts to run, e.g. 'ad' (default: abcdpimrs; p: pipeline; i: image-to-3d; m: model operations; "
+        "r: characters; s: asset search)",
+    )
+    parser.add_argument(
+        "--asset-search-n", type=int, help="(s) vectors in the search table (default 100,000; 20,000 with --quick)"
+    )
+    parser.add_argument(
+        "--asset-search-models", type=int, help="(s) models to import (default 20; 5 with --quick; 0: no import)"
     )
     args = parser.parse_args(argv)
     cfg = Config.make(args.quick)
@@ -902,6 +911,14 @@ def main(argv: list[str] | None = None) -> int:
             results["model_ops"] = bench_model_ops.measure()
         if "r" in args.only:  # rigging, animation and text-to-motion, also in child processes
             results["characters"] = bench_characters.measure()
+        if "s" in args.only:  # asset search, in throwaway databases on the same Postgres
+            results["asset_search"] = bench_asset_search.measure(
+                stack.database_url,
+                n=args.asset_search_n or (20_000 if args.quick else 100_000),
+                queries=50 if args.quick else 200,
+                models=args.asset_search_models if args.asset_search_models is not None else (5 if args.quick else 20),
+                all_formats=not args.quick,
+            )
     except BaseException as exc:  # report what finished, then re-raise
         error = exc
         if (stack.home / "logs").exists():  # keep the servers' logs for a post-mortem
@@ -943,6 +960,9 @@ def main(argv: list[str] | None = None) -> int:
     if "characters" in results:
         for row in bench_characters.table(results["characters"]):
             print(f"{row[0]:<58} {row[1]:<34} {row[2]:<44} {row[3]}")
+    if "asset_search" in results:
+        for row in bench_asset_search.table(results["asset_search"]):
+            print(f"{row[0]:<58} {row[1]:<42} {row[2]:<36} {row[3]}")
     note = cpu_note(results)
     print(
         f"Load generator, API, Postgres and Redis share the same {facts['cpu_count']} cores: the client's CPU is "
