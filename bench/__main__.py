@@ -9,7 +9,8 @@ a 1024x1024 photo-like picture to every deliverable, per stage, vs the u2netp ca
 (bench/model_ops.py); (r) characters: rigging a 30k-face character per stage, one animation export and a 6 s
 text-to-motion clip vs the irreducible library calls (bench/characters.py); (s) asset search on pgvector, 100k vectors:
 HNSW build, top-10 latency and recall@10 through the app's nearest() vs an exact scan, and library import
-throughput (bench/asset_search.py).
+throughput (bench/asset_search.py); (v) video: a 10 s talking-head clip at 512x512 vs encoding as many still frames,
+and the turntable's cost per model task (bench/video.py).
 Results: a table on stdout and `bench/results/latest.json`. Everything runs on 127.0.0.1 and every process started
 here is stopped at the end.
 """
@@ -39,6 +40,7 @@ from bench import characters as bench_characters
 from bench import image_to_3d as bench_image_to_3d
 from bench import model_ops as bench_model_ops
 from bench import pipeline as bench_pipeline
+from bench import video as bench_video
 from bench.loadgen import Client, build_request, raise_nofile
 from bench.services import HOST, NOOP_JOB_IDS, ROOT, Server, Stack
 
@@ -871,9 +873,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run (< 60 s)")
     parser.add_argument(
         "--only",
-        default="abcdpimrs",
-        help="which parts to run, e.g. 'ad' (default: abcdpimrs; p: pipeline; i: image-to-3d; m: model operations; "
-        "r: characters; s: asset search)",
+        default="abcdpimrsv",
+        help="which parts to run, e.g. 'ad' (default: abcdpimrsv; p: pipeline; i: image-to-3d; m: model operations; "
+        "r: characters; s: asset search; v: video)",
     )
     parser.add_argument(
         "--asset-search-n", type=int, help="(s) vectors in the search table (default 100,000; 20,000 with --quick)"
@@ -919,6 +921,8 @@ def main(argv: list[str] | None = None) -> int:
                 models=args.asset_search_models if args.asset_search_models is not None else (5 if args.quick else 20),
                 all_formats=not args.quick,
             )
+        if "v" in args.only:  # talking head and turntable, in this process
+            results["video"] = bench_video.measure(repeat=1 if args.quick else 3)
     except BaseException as exc:  # report what finished, then re-raise
         error = exc
         if (stack.home / "logs").exists():  # keep the servers' logs for a post-mortem
@@ -963,6 +967,9 @@ def main(argv: list[str] | None = None) -> int:
     if "asset_search" in results:
         for row in bench_asset_search.table(results["asset_search"]):
             print(f"{row[0]:<58} {row[1]:<42} {row[2]:<36} {row[3]}")
+    if "video" in results:
+        for row in bench_video.table(results["video"]):
+            print(f"{row[0]:<58} {row[1]:<34} {row[2]:<44} {row[3]}")
     note = cpu_note(results)
     print(
         f"Load generator, API, Postgres and Redis share the same {facts['cpu_count']} cores: the client's CPU is "

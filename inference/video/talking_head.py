@@ -253,9 +253,25 @@ def _skin_colour(rgb: np.ndarray, face: Face) -> np.ndarray:
     return np.median(patch, axis=0) if len(patch) else np.array([200, 160, 140], np.float32)
 
 
-def _blend(frame: np.ndarray, mask: np.ndarray, colour: np.ndarray, alpha: float) -> None:
-    weight = (mask.astype(np.float32) / 255.0 * alpha)[..., None]
-    frame[:] = (frame * (1 - weight) + colour * weight).astype(np.uint8)
+def _blend(frame: np.ndarray, mask: np.ndarray, colour: np.ndarray, alpha: float, at: tuple[int, int]) -> None:
+    """Blend `colour` into `frame` through `mask`, whose top-left corner sits at `at` (x, y); clipped to the frame."""
+    x, y = at
+    h, w = mask.shape
+    fx0, fy0, fx1, fy1 = max(0, x), max(0, y), min(frame.shape[1], x + w), min(frame.shape[0], y + h)
+    if fx0 >= fx1 or fy0 >= fy1:
+        return
+    weight = (mask[fy0 - y : fy1 - y, fx0 - x : fx1 - x].astype(np.float32) / 255.0 * alpha)[..., None]
+    region = frame[fy0:fy1, fx0:fx1]
+    region[:] = (region * (1 - weight) + colour * weight).astype(np.uint8)
+
+
+def _ellipse_mask(half_w: float, half_h: float, blur: float, pad: float = 3.0) -> tuple[np.ndarray, int, int]:
+    """A feathered filled ellipse in its own small canvas; (mask, its centre's offset x, y in the canvas)."""
+    margin = int(pad * blur) + 2
+    cx, cy = int(half_w) + margin, int(half_h) + margin
+    mask = np.zeros((2 * cy + 1, 2 * cx + 1), np.uint8)
+    cv2.ellipse(mask, (cx, cy), (max(1, int(half_w)), max(1, int(half_h))), 0, 0, 360, 255, -1, cv2.LINE_AA)
+    return cv2.GaussianBlur(mask, (0, 0), blur), cx, cy
 
 
 def _mouth_interior(frame: np.ndarray, mx: float, my: float, mw: float, jaw: float) -> None:
@@ -263,24 +279,19 @@ def _mouth_interior(frame: np.ndarray, mx: float, my: float, mw: float, jaw: flo
     gap = jaw * 0.55
     if gap < 1.0:
         return
-    mask = np.zeros(frame.shape[:2], np.uint8)
-    centre = (int(round(mx)), int(round(my + gap * 0.45)))
-    axes = (max(1, int(mw * 0.62)), max(1, int(gap * 0.5)))
-    cv2.ellipse(mask, centre, axes, 0, 0, 360, 255, -1, cv2.LINE_AA)
-    mask = cv2.GaussianBlur(mask, (0, 0), max(0.8, gap * 0.08))
-    _blend(frame, mask, np.array([45, 18, 22], np.float32), 0.9)
+    centre_x, centre_y = int(round(mx)), int(round(my + gap * 0.45))
+    half_w, half_h = max(1.0, mw * 0.62), max(1.0, gap * 0.5)
+    mask, ox, oy = _ellipse_mask(half_w, half_h, max(0.8, gap * 0.08))
+    _blend(frame, mask, np.array([45, 18, 22], np.float32), 0.9, (centre_x - ox, centre_y - oy))
     if gap > 6:
-        teeth = np.zeros_like(mask)
-        cv2.ellipse(teeth, (centre[0], int(centre[1] - axes[1] * 0.55)), (int(axes[0] * 0.7), max(1, int(gap * 0.12))),
-                    0, 0, 360, 255, -1, cv2.LINE_AA)  # fmt: skip
-        _blend(frame, cv2.GaussianBlur(teeth, (0, 0), 1.0), np.array([225, 220, 210], np.float32), 0.7)
+        teeth, tx, ty = _ellipse_mask(half_w * 0.7, max(1.0, gap * 0.12), 1.0)
+        _blend(frame, teeth, np.array([225, 220, 210], np.float32), 0.7,
+               (centre_x - tx, int(centre_y - half_h * 0.55) - ty))  # fmt: skip
 
 
 def _eyelid(frame: np.ndarray, cx: float, cy: float, r: float, closed: float, skin: np.ndarray) -> None:
     """Lower the upper lid over the eye: skin-coloured, from the top of the eye down by `closed` of its height."""
-    mask = np.zeros(frame.shape[:2], np.uint8)
     top = cy - 0.7 * r
     bottom = top + 1.4 * r * closed
-    cv2.ellipse(mask, (int(cx), int((top + bottom) / 2)), (int(1.15 * r), max(1, int((bottom - top) / 2))), 0, 0, 360,
-                255, -1, cv2.LINE_AA)  # fmt: skip
-    _blend(frame, cv2.GaussianBlur(mask, (0, 0), max(0.8, r * 0.15)), skin.astype(np.float32), 0.95)
+    mask, ox, oy = _ellipse_mask(1.15 * r, max(1.0, (bottom - top) / 2), max(0.8, r * 0.15))
+    _blend(frame, mask, skin.astype(np.float32), 0.95, (int(cx) - ox, int((top + bottom) / 2) - oy))
