@@ -116,6 +116,7 @@ def settings(database_url: str, services: Services, tmp_path: Path) -> Settings:
         heartbeat_interval_s=0.5,
         sse_keepalive_s=1.0,
         animation_previews=False,  # tests that want them render them themselves
+        turntable_video=False,  # ~1 s per generation task; the turntable tests turn it on
     )
 
 

@@ -83,6 +83,11 @@ class Settings(BaseSettings):
         description="Render the animation library's preview GIFs (each action on the reference character) when a "
         "worker of the default pool starts: only missing ones, in the background, about a second each.",
     )
+    turntable_video: bool = Field(
+        True,
+        description="Render a turntable MP4 (`video_url`: 256x256, one turn in 3 s at 16 fps) for text-to-3d, "
+        "image-to-3d and multi-image tasks; about 0.9 s of CPU each.",
+    )
     max_body_bytes: int = Field(
         32 * 1024 * 1024, description="Largest request body (data: URIs included); larger ones get 413."
     )

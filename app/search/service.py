@@ -264,7 +264,7 @@ def reuse_files(store: AssetStore, asset: Asset, task_id: uuid.UUID) -> dict[str
 
 def outputs_for(asset: Asset, source_task: Task | None) -> dict[str, Any]:
     if source_task is not None and source_task.outputs:
-        keep = ("model", "textures", "thumbnail", "thumbnails", "alpha_thumbnail", "source", "faces")
+        keep = ("model", "textures", "thumbnail", "thumbnails", "alpha_thumbnail", "source", "faces", "video")
         return {k: v for k, v in source_task.outputs.items() if k in keep}
     files = asset.files or {}
     outputs: dict[str, Any] = {"model": {fmt: files[fmt] for fmt in MODEL_FORMATS if fmt in files}}

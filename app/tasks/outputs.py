@@ -16,6 +16,7 @@ class TaskOutputs(TypedDict, total=False):
     alpha_thumbnail: str | None  # preview_alpha.png when alpha_thumbnail was asked for
     thumbnails: dict[str, str]  # multi_view_thumbnails: front, right, back, left
     source: str  # raw.ply: the geometry a later task (refine) builds on
+    video: str  # preview.mp4: the turntable (generation tasks, unless TURNTABLE_VIDEO is off)
     faces: int
     printability: dict  # print-analyze: Meshy's printability report
     # mesh-segmentation and part-completion: {"num_parts": n, "labels": "part_labels.json" (segmentation),

@@ -14,19 +14,20 @@ the surface as it is, hand an export-ready `Surface` and its maps to `write_surf
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import trimesh
 from PIL import Image
 
-from inference.pipeline import export, export_fbx, export_glb, export_usdz, surfacing, texture, thumbnail
+from inference.pipeline import export, export_fbx, export_glb, export_usdz, surfacing, texture, thumbnail, turntable
 from inference.pipeline.clean import clean_mesh, has_colour_variation, load_mesh, safe_vertex_normals, vertex_colours
 from inference.pipeline.geometry import build_shape
 from inference.pipeline.remesh import clamp_polycount
@@ -44,6 +45,10 @@ VIEWS = {"front": 0.0, "right": 90.0, "back": 180.0, "left": 270.0}
 VIEW_ELEVATION_DEG = 10.0
 # Textured thumbnails read the base colour reduced to at most this many pixels a side (plenty at 512x512).
 THUMBNAIL_TEXTURE = 1024
+# `_turntable`: the turning preview video (`video_url`), see `turntable.py`.
+TURNTABLE_VIDEO = "preview.mp4"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class Deliverables:
     faces: int
     timings: dict[str, float] = field(default_factory=dict)
     thumbnails: dict[str, str] = field(default_factory=dict)  # multi_view_thumbnails: front/right/back/left
+    video: str | None = None  # `_turntable`: preview.mp4, when it was asked for and could be written
 
 
 class ExportFailed(RuntimeError):
@@ -117,15 +123,16 @@ def build_deliverables(
     OBJ/FBX/USDZ, triangulated GLB/STL/3MF; only with should_remesh), symmetry_mode ("on" mirrors the +x
     half across x = 0; "auto"/"off" leave the shape as is), target_formats (see `requested_formats`),
     alpha_thumbnail (also write `preview_alpha.png`), enable_pbr (also write metallic, roughness and a
-    normal map baked from the raw mesh). A mesh whose vertex colours vary (or any coloured mesh in refine
-    mode) is textured: unwrapped, baked into `texture_0.png` and exported with a PBR material; otherwise
-    the model gets a plain clay material. `source`, if given, is the textured surface `raw_mesh` came from: the
-    result is then always textured, its maps (base colour, and metallic/roughness/normal when the source has
-    them; `enable_pbr` is ignored) re-baked from the source's textures at the closest source point, and the
-    thumbnail shows the baked texture. `place`, if given, maps the final surface's positions to where they are
-    written (a uniform scale and offset, which leave normals and tangents as they are: the model operations'
-    resize options, applied to the remeshed surface so its bounds come out exact); maps bake before it. `progress`,
-    if given, receives fractions from 0 to 1.
+    normal map baked from the raw mesh), _turntable (also write `preview.mp4`, a turntable video coloured like the
+    thumbnail; the worker sets it from its settings for the generation tasks). A mesh whose vertex colours vary (or
+    any coloured mesh in refine mode) is textured: unwrapped, baked into `texture_0.png` and exported with a PBR
+    material; otherwise the model gets a plain clay material. `source`, if given, is the textured surface `raw_mesh`
+    came from: the result is then always textured, its maps (base colour, and metallic/roughness/normal when the
+    source has them; `enable_pbr` is ignored) re-baked from the source's textures at the closest source point, and
+    the thumbnail shows the baked texture. `place`, if given, maps the final surface's positions to where they are
+    written (a uniform scale and offset, which leave normals and tangents as they are: the model operations' resize
+    options, applied to the remeshed surface so its bounds come out exact); maps bake before it. `progress`, if
+    given, receives fractions from 0 to 1.
     """
     report = progress or (lambda _fraction: None)
     clock = _Clock()
@@ -184,7 +191,7 @@ def build_deliverables(
             # The thumbnail shows the runner's colours per vertex rather than the baked texture, so it can
             # render while the (numpy-heavy, GIL-releasing) bake runs instead of after it.
             shade = None if uvm is None else texture.colours_at(uvm, ref_v, colours, same_vertices=same)
-            thumb, views = _submit_thumbnails(pool, clock, surface, shade, None, out_dir, params)
+            renders = _submit_thumbnails(pool, clock, surface, shade, None, out_dir, params)
         pre_remeshed = (
             pool.submit(_timed, clock, "pre_remeshed", _pre_remeshed, mesh, out_dir)
             if remeshed and params.get("save_pre_remeshed_model")
@@ -197,7 +204,7 @@ def build_deliverables(
             surface, images = surfacing.bake_textures(surface, uvm, clock, ref_v, reference, colours, pbr, same=same)
         if source is not None:
             # A texture re-baked from an image has detail per-vertex colours would blur: show it.
-            thumb, views = _submit_thumbnails(pool, clock, surface, None, images.get("base_color"), out_dir, params)
+            renders = _submit_thumbnails(pool, clock, surface, None, images.get("base_color"), out_dir, params)
         report(0.75)
         with clock("encode_textures"):
             material = _material(pool, images)
@@ -206,13 +213,12 @@ def build_deliverables(
         with clock("exports"):
             formats = requested_formats(params.get("target_formats"))
             model_files = _export(pool, clock, out_dir, formats, surface, material)
-            thumb_name, alpha_name = thumb.result()
-            thumbnails = views.result() if views is not None else {}
+            pictures = renders.results()
             if pre_remeshed is not None:
                 model_files["pre_remeshed_glb"] = pre_remeshed.result()
     report(1.0)
     clock.timings["total"] = round(time.perf_counter() - started, 4)
-    return _deliverables(model_files, material, (thumb_name, alpha_name), thumbnails, surface, clock)
+    return _deliverables(model_files, material, pictures, surface, clock)
 
 
 def write_surface(
@@ -226,7 +232,7 @@ def write_surface(
     """Write an export-ready `surface` as it is (no cleaning, remeshing, unwrapping or baking) in `formats` (any
     of `KNOWN_FORMATS`, or "gltf" for an embedded-buffer glTF), with `images` as its maps (base_color, and
     metallic, roughness, metallic_roughness, normal; `surface.uv` must be set when there are any), and a
-    thumbnail showing the base colour texture. params: alpha_thumbnail, multi_view_thumbnails."""
+    thumbnail showing the base colour texture. params: alpha_thumbnail, multi_view_thumbnails, _turntable."""
     report = progress or (lambda _fraction: None)
     clock = _Clock()
     started = time.perf_counter()
@@ -235,36 +241,51 @@ def write_surface(
     report(0.0)
     images = dict(images) if surface.uv is not None else {}
     with ThreadPoolExecutor(EXPORT_THREADS, thread_name_prefix="deliverables") as pool:
-        thumb, views = _submit_thumbnails(pool, clock, surface, None, images.get("base_color"), out_dir, params)
+        renders = _submit_thumbnails(pool, clock, surface, None, images.get("base_color"), out_dir, params)
         with clock("encode_textures"):
             material = _material(pool, images)
             export.write_textures(out_dir, material)
         report(0.4)
         with clock("exports"):
             model_files = _export(pool, clock, out_dir, list(formats), surface, material)
-            thumb_name, alpha_name = thumb.result()
-            thumbnails = views.result() if views is not None else {}
+            pictures = renders.results()
     report(1.0)
     clock.timings["total"] = round(time.perf_counter() - started, 4)
-    return _deliverables(model_files, material, (thumb_name, alpha_name), thumbnails, surface, clock)
+    return _deliverables(model_files, material, pictures, surface, clock)
+
+
+class _Pictures(NamedTuple):
+    thumbnail: str
+    alpha_thumbnail: str | None
+    thumbnails: dict[str, str]
+    video: str | None
+
+
+class _Renders(NamedTuple):
+    """The pictures being rendered in the pool: `preview.png`, and the views and the video when asked for."""
+
+    thumb: Future
+    views: Future | None
+    video: Future | None
+
+    def results(self) -> _Pictures:
+        thumb_name, alpha_name = self.thumb.result()
+        thumbnails = self.views.result() if self.views is not None else {}
+        return _Pictures(thumb_name, alpha_name, thumbnails, self.video.result() if self.video is not None else None)
 
 
 def _deliverables(
-    model_files: dict[str, str],
-    material: Material,
-    thumbs: tuple[str, str | None],
-    thumbnails: dict[str, str],
-    surface: Surface,
-    clock: _Clock,
+    model_files: dict[str, str], material: Material, pictures: _Pictures, surface: Surface, clock: _Clock
 ) -> Deliverables:
     return Deliverables(
         model_files=model_files,
         texture_files=[dict(material.files)] if material.files else [],
-        thumbnail=thumbs[0],
-        alpha_thumbnail=thumbs[1],
+        thumbnail=pictures.thumbnail,
+        alpha_thumbnail=pictures.alpha_thumbnail,
         faces=surface.polygon_count,
         timings=clock.timings,
-        thumbnails=thumbnails,
+        thumbnails=pictures.thumbnails,
+        video=pictures.video,
     )
 
 
@@ -276,9 +297,9 @@ def _submit_thumbnails(
     image: Image.Image | None,
     out_dir: Path,
     params: Mapping[str, Any],
-) -> tuple[Future, Future | None]:
-    """Start `preview.png` (and the four views when asked for), coloured by `shade` per vertex or by `image`
-    through the surface's UVs (reduced to at most `THUMBNAIL_TEXTURE` pixels a side first)."""
+) -> _Renders:
+    """Start `preview.png` (and the four views and the turntable video when asked for), coloured by `shade` per
+    vertex or by `image` through the surface's UVs (reduced to at most `THUMBNAIL_TEXTURE` pixels a side first)."""
     look = _Look(shade)
     if image is not None and surface.uv is not None:
         small = image.convert("RGB")
@@ -290,7 +311,10 @@ def _submit_thumbnails(
         if params.get("multi_view_thumbnails")
         else None
     )
-    return thumb, views
+    video = None
+    if params.get("_turntable"):
+        video = pool.submit(_timed, clock, "turntable", _turntable, surface, look, out_dir)
+    return _Renders(thumb, views, video)
 
 
 @dataclass(frozen=True)
@@ -383,6 +407,20 @@ def _view_thumbnails(surface: Surface, look: _Look, out_dir: Path) -> dict[str, 
         )  # fmt: skip
         names[view] = thumbnail.write_view(rgb, alpha, out_dir, f"preview_{view}.png")
     return names
+
+
+def _turntable(surface: Surface, look: _Look, out_dir: Path) -> str | None:
+    """`preview.mp4`, or None when it could not be written: an optional extra never fails the model it shows."""
+    try:
+        turntable.render_turntable(
+            surface.vertices, surface.triangles, surface.normals, out_dir / TURNTABLE_VIDEO,
+            closed=_closed(surface), **look.render_args(),
+        )  # fmt: skip
+    except Exception:  # noqa: BLE001 (any failure: log it and deliver the model without a video)
+        log.warning("turntable video failed", exc_info=True)
+        (out_dir / TURNTABLE_VIDEO).unlink(missing_ok=True)
+        return None
+    return TURNTABLE_VIDEO
 
 
 def _pre_remeshed(mesh: trimesh.Trimesh, out_dir: Path) -> str:

@@ -235,6 +235,7 @@ class ModelTask(_TaskObject):
     texture_urls: list[dict[str, str]] = []
     thumbnail_url: str = ""
     thumbnail_urls: dict[str, str] | None = None
+    video_url: str | None = None  # image-to-3d, multi-image-to-3d: the turntable MP4 (absent when not rendered)
     texture_prompt: str = ""
     texture_image_url: str = ""
 

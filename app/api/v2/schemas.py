@@ -260,6 +260,7 @@ class TextTo3DTask(BaseModel):
     model_urls: dict[str, str] = {}
     texture_urls: list[dict[str, str]] = []
     thumbnail_url: str = ""
+    video_url: str | None = None  # the turntable MP4 (absent when not rendered)
     created_at: int
     started_at: int
     finished_at: int

@@ -96,12 +96,15 @@ async def run_runner(
 
 
 async def model_result(
-    artifacts: RunnerArtifacts, params: Mapping[str, Any], work_dir: Path, reporter: ProgressReporter, start: int
-) -> StepResult:
-    """Raw mesh -> deliverables (remesh, textures, formats, thumbnails), and the outputs contract for them."""
+    artifacts: RunnerArtifacts, params: Mapping[str, Any], work_dir: Path, reporter: ProgressReporter, start: int,
+    *, turntable: bool = False,
+) -> StepResult:  # fmt: skip
+    """Raw mesh -> deliverables (remesh, textures, formats, thumbnails, and with `turntable` the turntable video),
+    and the outputs contract for them."""
     if artifacts.mesh is None:
         raise RuntimeError("the runner produced no mesh")
     loop = asyncio.get_running_loop()
+    params = {**params, "_turntable": turntable}
     deliverables: Deliverables = await loop.run_in_executor(
         None, build_deliverables, artifacts.mesh, params, work_dir, reporter.stage(start, 99)
     )
@@ -112,6 +115,8 @@ async def model_result(
     files += list(deliverables.thumbnails.values())
     if deliverables.alpha_thumbnail:
         files.append(deliverables.alpha_thumbnail)
+    if deliverables.video:
+        files.append(deliverables.video)
     outputs: TaskOutputs = {
         "model": deliverables.model_files,
         "textures": deliverables.texture_files,
@@ -122,4 +127,6 @@ async def model_result(
     }
     if deliverables.thumbnails:
         outputs["thumbnails"] = deliverables.thumbnails
+    if deliverables.video:
+        outputs["video"] = deliverables.video
     return StepResult(outputs, sorted(set(files)))

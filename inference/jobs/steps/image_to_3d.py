@@ -28,4 +28,4 @@ async def run(job: JobContext, task: Task, work_dir: Path, reporter: ProgressRep
     ):
         inputs["texture_image"] = (await input_images(job, task, "texture_image_url", work_dir))[0]
     artifacts = await run_runner(job, task, inputs, params, work_dir, reporter, 1, 50)
-    return await model_result(artifacts, params, work_dir, reporter, 50)
+    return await model_result(artifacts, params, work_dir, reporter, 50, turntable=job.settings.turntable_video)

@@ -40,4 +40,4 @@ async def run(job: JobContext, task: Task, work_dir: Path, reporter: ProgressRep
         artifacts = await run_runner(job, task, inputs, params, work_dir, reporter, 35, 60)
     else:
         artifacts = await run_runner(job, task, inputs, params, work_dir, reporter, 1, 60)
-    return await model_result(artifacts, params, work_dir, reporter, 60)
+    return await model_result(artifacts, params, work_dir, reporter, 60, turntable=job.settings.turntable_video)
