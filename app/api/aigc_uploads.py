@@ -70,8 +70,11 @@ class UploadStore:
     def _folder(self, account_id: uuid.UUID) -> Path:
         return self.root / str(account_id)
 
-    def save(self, account_id: uuid.UUID, kind: Kind, filename: str, content: bytes, suffix: str) -> Upload:
-        file_id = str(uuid.uuid4())
+    def save(
+        self, account_id: uuid.UUID, kind: Kind, filename: str, content: bytes, suffix: str,
+        file_id: uuid.UUID | None = None,
+    ) -> Upload:  # fmt: skip
+        file_id = str(file_id or uuid.uuid4())
         now = utcnow().replace(tzinfo=None)
         record = Upload(file_id=file_id, filename=filename, file_type=kind, file_size_mb=len(content) / 2**20,
                         upload_time=now.isoformat(), expires_at=(now + UPLOAD_TTL).isoformat(),

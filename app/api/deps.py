@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api import tokens
@@ -20,6 +20,14 @@ from billing import service as billing_service
 from billing.service import Principal
 
 _bearer = HTTPBearer(auto_error=False, description="Your API key: `Authorization: Bearer msy_...`")
+# ComfyUI's Meshy nodes send the key in this header when it is configured as an API key (not an auth token).
+_api_key_header = APIKeyHeader(name="X-API-KEY", auto_error=False, description="Your API key, as ComfyUI sends it")
+
+
+def _token(credentials: HTTPAuthorizationCredentials | None, api_key: str | None) -> str | None:
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        return credentials.credentials
+    return api_key or None
 
 
 async def get_state(request: Request) -> AppState:
@@ -46,13 +54,18 @@ ReadSession = Annotated[AsyncSession, Depends(get_read_session)]
 
 
 async def get_principal(
-    state: State, session: ReadSession, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    state: State,
+    session: ReadSession,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key_header)] = None,
 ) -> Principal:
-    """Authenticate the bearer key (autocommit reads: one SELECT, a rare touch), then count it against the rate."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
+    """Authenticate the bearer key, or `X-API-KEY` (autocommit reads: one SELECT, a rare touch), then count it
+    against the rate."""
+    token = _token(credentials, api_key)
+    if token is None:
         raise Unauthorized()
     try:
-        principal = await billing_service.authenticate(session, token=credentials.credentials, secret=state.secret)
+        principal = await billing_service.authenticate(session, token=token, secret=state.secret)
     finally:
         # Give the connection back now (the session stays usable): a create waiting on its account lock must
         # not hold a second connection for the whole request.
@@ -78,14 +91,15 @@ async def get_stream_caller(
     state: State,
     session: ReadSession,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key_header)] = None,
     token: Annotated[
         str | None,
         Query(max_length=4096, description="A stream token from POST /openapi/v1/stream-tokens (for EventSource)."),
     ] = None,
 ) -> StreamCaller:
-    """A bearer key as everywhere, or, on stream routes only, a short-lived `?token=`."""
-    if credentials is not None or token is None:
-        return StreamCaller(await get_principal(state, session, credentials))
+    """A key as everywhere (bearer or X-API-KEY), or, on stream routes only, a short-lived `?token=`."""
+    if credentials is not None or api_key or token is None:
+        return StreamCaller(await get_principal(state, session, credentials, api_key))
     task_id = parse_id(request.path_params.get("task_id", "")) or uuid.UUID(int=0)
     try:
         grant = tokens.verify(state.secret, token, task_id=task_id)

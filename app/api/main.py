@@ -21,6 +21,7 @@ from app.api import (
     aigc,
     aigc_uploads,
     assets,
+    comfy,
     dice_talk,
     health,
     motion_service,
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(aigc.router)  # 3DAIGC-API's routes, over the same tasks
     app.include_router(aigc_uploads.router)
     app.include_router(dice_talk.router)  # DICE-Talk's routes, over talking-head tasks
+    app.include_router(comfy.router)  # ComfyUI's upload flow (its prefix and Meshy's old paths: PathAliases)
     for resource in RESOURCES:
         app.include_router(resource_router(resource))
     app.include_router(balance.router)
@@ -139,13 +141,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.add_middleware(BodyLimit, settings=app.state.settings)
     app.add_middleware(MeshyHeaders)
+    app.add_middleware(comfy.PathAliases)  # /proxy/meshy/..., /v1/..., /v2/... -> the routes
     origins = app.state.settings.cors_allow_origins
     if origins:  # off by default, like Meshy; opened per origin for the API and the asset routes
         app.add_middleware(
             CORSMiddleware,
             allow_origins=origins,
             allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID", "Range"],
+            allow_headers=["Authorization", "X-API-KEY", "Content-Type", "Idempotency-Key", "Last-Event-ID", "Range"],
             expose_headers=["x-request-id", "x-api-version", "Retry-After", "Content-Length", "Content-Range"],
             max_age=600,
         )

@@ -53,14 +53,18 @@ def reject_nul(data: Any) -> Any:
 
 class MeshyRequest(BaseModel):
     """Every create body: unknown fields ignored (real clients send deprecated and invented ones: loop,
-    frame_rate...), and no NUL character anywhere (Postgres cannot store it)."""
+    frame_rate...), a top-level `null` taken as the field left out (ComfyUI's Meshy nodes send `"topology": null`
+    when remeshing is off, `"texture_prompt": null`...), and no NUL character anywhere (Postgres cannot store it)."""
 
     model_config = ConfigDict(extra="ignore")
 
     @model_validator(mode="before")
     @classmethod
     def _no_nul(cls, data: Any) -> Any:
-        return reject_nul(data)
+        data = reject_nul(data)
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
 
 
 class _MeshyBody(MeshyRequest):
