@@ -29,11 +29,12 @@ from app.api.comfy import inline_uploads
 from app.api.deps import ApiKeyAuth, DbSession, Links, ReadSession, State, StreamAuth
 from app.api.errors import error_responses
 from app.api.render import render_task
-from app.api.retrieval import Retrieve, find_match, place_files
+from app.api.retrieval import Retrieve, find_match, stage
 from app.api.sse import error_stream, open_task_stream
 from app.api.state import AppState
 from app.api.v2.schemas import TaskCreated
 from app.core.ids import new_id, parse_id
+from app.search import service as search_service
 from app.tasks import service as task_service
 from app.tasks.errors import TaskNotFound
 from app.tasks.models import Task
@@ -114,15 +115,19 @@ async def create_from(resource: Resource, body: Any, principal: Principal, sessi
         if replay is not None:
             return str(replay.id)
     task_id = new_id()
-    stored = False
+    stored = staged = False
     try:
         # ComfyUI names its uploads by their download URLs: the caller's own are read from the store, not fetched.
         body = await asyncio.to_thread(inline_uploads, body, principal, state)
         async with session.begin():
             prepared = await resource.prepare(CreateContext(session, principal, state), body)
-            match = None
+            match, outputs = None, None
             if prepared.retrieve is not None:
                 match = await find_match(session, state, principal.account_id, prepared.retrieve)
+                if match is not None:
+                    staged = True  # staged under the new task's id: removed below if anything fails
+                    outputs = await asyncio.to_thread(stage, state, match, task_id)
+                    match = match if outputs is not None else None
                 if match is not None:
                     prepared.variant = "retrieved"
                     prepared.params = {**prepared.params, "retrieved_from": match.described()}
@@ -139,9 +144,9 @@ async def create_from(resource: Resource, body: Any, principal: Principal, sessi
             if prepared.files and not created.replayed:
                 stored = True  # inputs are in place before the commit makes the task visible to a worker
                 await asyncio.to_thread(_store_inputs, state, task_id, prepared.files)
-            if match is not None and not created.replayed:
+            if match is not None and outputs is not None and not created.replayed:
                 stored = True  # the files are in place before the commit shows the task SUCCEEDED
-                outputs = await asyncio.to_thread(place_files, state, match, task_id)
+                await asyncio.to_thread(search_service.commit_staged, state.store, task_id)
                 await task_service.complete_at_once(
                     session, task=created.task, outputs=outputs, retention_s=state.settings.asset_retention_s
                 )
@@ -150,6 +155,9 @@ async def create_from(resource: Resource, body: Any, principal: Principal, sessi
         if stored:
             await asyncio.to_thread(state.store.delete, task_id)
         raise
+    finally:
+        if staged:  # committed (renamed away) or abandoned: nothing of it may stay
+            await asyncio.to_thread(search_service.discard_staged, state.store, task_id)
     if not created.replayed:
         try:
             await state.queue.enqueue(created.task.id, created.task.pool, created.task.queued_at)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.state import AppState
@@ -64,8 +65,8 @@ async def load_image(state: AppState, content: bytes | None, url: str | None) ->
         return None
     try:
         return await asyncio.to_thread(search_service.decode_image, content)
-    except Exception as exc:
-        raise BadRequest("Invalid image_url: the file is not a readable image") from exc
+    except ValueError as exc:
+        raise BadRequest(f"Invalid image_url: {exc}") from exc
 
 
 async def find_match(session: AsyncSession, state: AppState, account_id: uuid.UUID, retrieve: Retrieve) -> Match | None:
@@ -74,12 +75,16 @@ async def find_match(session: AsyncSession, state: AppState, account_id: uuid.UU
     image = await load_image(state, retrieve.image, retrieve.image_url)
     models = search_service.Models.from_settings(state.settings)
     try:
-        hits = await search_service.search(
-            session, models, search_service.Query(retrieve.text, image), account_id=account_id, top_k=1,
-            min_score=retrieve.min_score,
-        )  # fmt: skip
+        async with session.begin_nested():  # a failed search must not abort the create's transaction
+            hits = await search_service.search(
+                session, models, search_service.Query(retrieve.text, image), account_id=account_id, top_k=1,
+                min_score=retrieve.min_score,
+            )  # fmt: skip
     except SearchUnavailable:
         log.info("retrieve-before-generate skipped: no pgvector on this database")
+        return None
+    except DBAPIError:
+        log.exception("retrieve-before-generate: the search failed; generating instead")
         return None
     if not hits:
         return None
@@ -88,7 +93,12 @@ async def find_match(session: AsyncSession, state: AppState, account_id: uuid.UU
     return Match(hit, source)
 
 
-def place_files(state: AppState, match: Match, task_id: uuid.UUID) -> dict[str, Any]:
-    """Link the asset's files under the new task; the outputs that name them."""
-    search_service.reuse_files(state.store, match.hit.asset, task_id)
+def stage(state: AppState, match: Match, task_id: uuid.UUID) -> dict[str, Any] | None:
+    """Stage the asset's files for the new task; its outputs, or None when the files are gone (a source task
+    deleted since the search): the request then generates as usual."""
+    try:
+        search_service.stage_files(state.store, match.hit.asset, task_id)
+    except OSError:
+        log.warning("retrieve-before-generate: the files of asset %s are gone; generating instead", match.hit.asset.id)
+        return None
     return search_service.outputs_for(match.hit.asset, match.source_task)

@@ -4,6 +4,7 @@ anything is audible. Decoded with PyAV (FFmpeg's libraries in a wheel)."""
 from __future__ import annotations
 
 import io
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,26 +30,47 @@ def sniff_audio(content: bytes) -> str | None:
     return None
 
 
-def probe_audio(content: bytes) -> AudioInfo:
-    """Decode the whole recording; ValueError (a caller-facing reason) when it is not WAV/MP3 audio or is corrupt."""
+def probe_audio(content: bytes, max_seconds: float = 60.0) -> AudioInfo:
+    """Decode the recording, at most a little past `max_seconds` (a longer one reports that much: enough to refuse
+    it, without decoding hours of a small MP3); ValueError (a caller-facing reason) when it is not WAV/MP3 audio or
+    is corrupt. Loudness is measured in 50 ms windows as the samples arrive, so memory stays small."""
     import av
 
     kind = sniff_audio(content)
     if kind is None:
         raise ValueError("the file is not WAV or MP3 audio")
+    rate, window = 16_000, 800
+    limit = int((max_seconds + 1.0) * rate)
+    total, peak = 0, 0.0
+    pending = np.zeros(0, np.float32)
     try:
         with av.open(io.BytesIO(content)) as container:
             if not container.streams.audio:
                 raise ValueError("the file has no audio track")
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=16_000)
-            chunks = [out.to_ndarray().reshape(-1) for frame in container.decode(audio=0)
-                      for out in resampler.resample(frame)]  # fmt: skip
+            declared = container.duration / 1e6 if container.duration else None
+            if declared is not None and declared > max_seconds + 1.0:
+                return AudioInfo(kind, _extension(kind), declared, 1.0)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            for frame in itertools.chain(container.decode(audio=0), [None]):  # None flushes the resampler
+                for out in resampler.resample(frame):
+                    chunk = out.to_ndarray().reshape(-1).astype(np.float32)
+                    total += len(chunk)
+                    pending = np.concatenate([pending, chunk])
+                    usable = len(pending) // window * window
+                    if usable:
+                        blocks = pending[:usable].reshape(-1, window)
+                        peak = max(peak, float(np.sqrt((blocks**2).mean(axis=1)).max()))
+                        pending = pending[usable:]
+                if total > limit:
+                    break
     except av.error.FFmpegError as exc:
         raise ValueError("the audio file is corrupt") from exc
-    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
-    if not len(samples):
+    if total == 0:
         raise ValueError("the audio file holds no sound")
-    window = 800  # 50 ms
-    usable = len(samples) // window * window
-    rms = np.sqrt(np.mean(samples[:usable].reshape(-1, window) ** 2, axis=1)) if usable else np.array([0.0])
-    return AudioInfo(kind, ".wav" if kind == "audio/wav" else ".mp3", len(samples) / 16_000, float(rms.max()))
+    if len(pending):
+        peak = max(peak, float(np.sqrt(np.mean(pending**2))))
+    return AudioInfo(kind, _extension(kind), total / rate, peak)
+
+
+def _extension(kind: str) -> str:
+    return ".wav" if kind == "audio/wav" else ".mp3"

@@ -130,12 +130,12 @@ async def embed_asset(
     session: AsyncSession, models: Models, asset_id: uuid.UUID, caption: str, views: list[Image.Image]
 ) -> None:
     if caption:
-        text = models.text()
+        text = await asyncio.to_thread(models.text)  # the first call loads the model: off the event loop
         vectors = await asyncio.to_thread(text.encode_texts, [caption])
         await ensure_space(session, text.space)
         await put_vectors(session, text.space, asset_id, vectors)
     if views:
-        image = models.image()
+        image = await asyncio.to_thread(models.image)
         vectors = await asyncio.to_thread(image.encode_images, views)
         await ensure_space(session, image.space)
         await put_vectors(session, image.space, asset_id, vectors)
@@ -190,14 +190,14 @@ async def search(
             into.setdefault(asset_id, {})[space.name] = score
 
     if query.text:
-        text = models.text()
+        text = await asyncio.to_thread(models.text)
         await ask(text.space, (await asyncio.to_thread(text.encode_texts, [query.text]))[0], text_scores)
         if models.cross_modal:
-            image = models.image()
+            image = await asyncio.to_thread(models.image)
             vector = (await asyncio.to_thread(image.encode_texts, [query.text]))[0]  # type: ignore[union-attr]
             await ask(image.space, vector, text_scores)
     if query.image is not None:
-        image = models.image()
+        image = await asyncio.to_thread(models.image)
         await ask(image.space, (await asyncio.to_thread(image.encode_images, [query.image]))[0], image_scores)
     parts = [p for p, asked in ((text_scores, query.text), (image_scores, query.image is not None)) if asked]
     ranked: dict[uuid.UUID, tuple[float, dict[str, float]]] = {}
@@ -230,10 +230,25 @@ async def _known_spaces(session: AsyncSession) -> set[str]:
     return set((await session.execute(text("SELECT name FROM embedding_spaces"))).scalars())
 
 
+QUERY_MAX_PIXELS = 25_000_000
+QUERY_SIDE = 1024  # what the encoders need at most (SigLIP: 224-512; the reference: an 8x8 outline)
+
+
 def decode_image(content: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(content)) as img:
-        img.load()
-        return img.convert("RGBA")
+    """A query picture, at most 1024 px a side; ValueError (a caller-facing reason) when it is unusable. The size is
+    checked before decoding, so a small file of huge dimensions cannot take gigabytes."""
+    try:
+        with Image.open(io.BytesIO(content)) as img:
+            width, height = img.size
+            if width * height > QUERY_MAX_PIXELS or max(width, height) > 8192:
+                raise ValueError(f"the image is {width}x{height} pixels; at most 25 MP and 8192 px a side")
+            img.draft("RGB", (QUERY_SIDE, QUERY_SIDE))  # JPEG decodes at a reduced scale directly
+            img.thumbnail((QUERY_SIDE, QUERY_SIDE))
+            return img.convert("RGBA")
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (whatever PIL trips on is a bad picture)
+        raise ValueError("the file is not a readable image") from exc
 
 
 def asset_folder(store: AssetStore, asset: Asset) -> Path:
@@ -241,25 +256,39 @@ def asset_folder(store: AssetStore, asset: Asset) -> Path:
     return store.task_dir(asset.task_id if asset.task_id is not None else asset.id)
 
 
-def reuse_files(store: AssetStore, asset: Asset, task_id: uuid.UUID) -> dict[str, Any]:
-    """Give `task_id` the asset's files (hard links where the filesystem allows, else copies) and return the task
-    outputs that describe them. The new task keeps its files when the source task is deleted or expires."""
+def _staging(store: AssetStore, task_id: uuid.UUID) -> Path:
+    return store.root / f".{task_id}.reuse"
+
+
+def stage_files(store: AssetStore, asset: Asset, task_id: uuid.UUID) -> dict[str, str]:
+    """Link (or copy) the asset's files into a staging folder for `task_id`; OSError when they are gone (a source
+    task deleted meanwhile), with nothing left behind. `commit_staged` moves them under the task."""
     source = asset_folder(store, asset)
     files = dict(asset.files or {})
-    target = store.task_dir(task_id)
-    staging = target.with_name(f".{task_id}.reuse")
+    staging = _staging(store, task_id)
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    names = sorted({name for name in files.values() if valid_filename(name)})
-    if asset.task_id is not None:  # a generated model: its textures and extra views too
-        names = sorted({p.name for p in source.iterdir() if p.is_file() and valid_filename(p.name)})
-    for name in names:
-        try:
-            os.link(source / name, staging / name)
-        except OSError:
-            shutil.copy2(source / name, staging / name)
-    os.replace(staging, target)
+    try:
+        staging.mkdir(parents=True)
+        names = sorted({name for name in files.values() if valid_filename(name)})
+        if asset.task_id is not None:  # a generated model: its textures, views and video too
+            names = sorted({p.name for p in source.iterdir() if p.is_file() and valid_filename(p.name)})
+        for name in names:
+            try:
+                os.link(source / name, staging / name)
+            except OSError:
+                shutil.copy2(source / name, staging / name)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return files
+
+
+def commit_staged(store: AssetStore, task_id: uuid.UUID) -> None:
+    os.replace(_staging(store, task_id), store.task_dir(task_id))
+
+
+def discard_staged(store: AssetStore, task_id: uuid.UUID) -> None:
+    shutil.rmtree(_staging(store, task_id), ignore_errors=True)
 
 
 def outputs_for(asset: Asset, source_task: Task | None) -> dict[str, Any]:

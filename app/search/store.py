@@ -3,6 +3,7 @@ queries. Vectors travel as pgvector's text form ('[0.1,0.2,...]') cast in SQL, s
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from dataclasses import dataclass
@@ -31,22 +32,32 @@ class Space:
 
     @property
     def table(self) -> str:
-        slug = re.sub(r"[^a-z0-9]+", "_", self.name.lower()).strip("_")
-        return (VECTOR_TABLE_PREFIX + slug)[:63]
+        """A readable, unique name within Postgres's 63 characters (its index name adds 5 more)."""
+        slug = re.sub(r"[^a-z0-9]+", "_", self.name.lower()).strip("_")[:32]
+        return f"{VECTOR_TABLE_PREFIX}{slug}_{hashlib.sha1(self.name.encode()).hexdigest()[:8]}"
 
 
 def vector_literal(vector: np.ndarray) -> str:
     return "[" + ",".join(f"{float(x):.7g}" for x in np.asarray(vector, dtype=np.float32).ravel()) + "]"
 
 
+async def pgvector_version(session: AsyncSession) -> tuple[int, ...] | None:
+    row = await session.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
+    version = row.scalar()
+    if version is None:
+        return None
+    return tuple(int(part) for part in re.findall(r"\d+", str(version))[:3])
+
+
 async def pgvector_installed(session: AsyncSession) -> bool:
-    row = await session.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'vector'"))
-    return row.scalar() is not None
+    """pgvector with HNSW (0.5 or later) is there."""
+    version = await pgvector_version(session)
+    return version is not None and version >= (0, 5)
 
 
 async def ensure_space(session: AsyncSession, space: Space) -> None:
     """Register the space and create its table and HNSW index if they are missing (idempotent, concurrency-safe)."""
-    if not _SPACE_NAME.match(space.name) or not 1 <= space.dim <= 16000:
+    if not _SPACE_NAME.match(space.name) or not 1 <= space.dim <= 2000:  # HNSW indexes at most 2,000 dimensions
         raise ValueError(f"bad embedding space {space.name!r} ({space.dim})")
     known = await session.execute(text("SELECT dim FROM embedding_spaces WHERE name = :name"), {"name": space.name})
     dim = known.scalar()
@@ -136,7 +147,8 @@ async def nearest(
     }
     rows = list(await session.execute(text(_NEAREST_INDEXED.format(table=table, visible=_VISIBLE)), params))
     if len(rows) < limit:
-        await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+        if (await pgvector_version(session) or (0,)) >= (0, 8):  # iterative scans arrived in 0.8
+            await session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
         rows = list(await session.execute(text(_NEAREST_FILTERED.format(table=table, visible=_VISIBLE)), params))
     return [(row.asset_id, float(row.score)) for row in rows]
 

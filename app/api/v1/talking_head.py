@@ -95,7 +95,7 @@ async def checked_inputs(image: bytes, audio: bytes) -> tuple[tuple[str, str], t
     if info.media_type not in ("image/png", "image/jpeg"):
         raise BadRequest("Invalid image_url: the portrait must be a JPEG or PNG image")
     try:
-        sound = await asyncio.to_thread(probe_audio, audio)
+        sound = await asyncio.to_thread(probe_audio, audio, MAX_AUDIO_S)
     except ValueError as exc:
         raise BadRequest(f"Invalid audio_url: {exc}") from exc
     if sound.duration_s > MAX_AUDIO_S:

@@ -290,3 +290,37 @@ async def test_a_priced_search_charges_and_refuses_when_broke(api: Api, settings
     response = await api.client.post(SEARCH, json={"query": "anything"}, headers=broke.headers)
     assert response.status_code == 402 and response.json() == {"message": "Insufficient credits"}
     assert (await api.client.get("/openapi/v1/balance", headers=broke.headers)).json()["balance"] == 2
+
+
+async def test_long_model_names_get_distinct_tables_with_their_index(db) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+
+    from app.search.store import Space, ensure_space
+
+    long = "text:sentence-transformers_paraphrase-multilingual-minilm-l12-v2"
+    spaces = [Space(long, 8, "text", "a"), Space(long + "-b", 8, "text", "b")]
+    assert len({s.table for s in spaces}) == 2 and all(len(s.table) + 5 <= 63 for s in spaces)
+    async with db() as session, session.begin():
+        for space in spaces:
+            await ensure_space(session, space)
+        indexes = set((await session.execute(text("SELECT indexname FROM pg_indexes WHERE indexdef LIKE '%hnsw%'")))
+                      .scalars())  # fmt: skip
+    assert indexes == {f"{s.table}_hnsw" for s in spaces}
+
+
+async def test_a_huge_query_picture_is_refused_before_it_is_decoded(api: Api, caller: Caller) -> None:
+    buffer = io.BytesIO()
+    Image.new("L", (9000, 8)).save(buffer, format="PNG")
+    response = await api.client.post(SEARCH, json={"image_url": data_uri(buffer.getvalue())}, headers=caller.headers)
+    assert response.status_code == 400 and "8192 px a side" in response.json()["message"]
+
+
+async def test_retrieval_generates_when_the_matched_files_are_gone(api: Api, caller: Caller, settings, db) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    task_id = await _generated_cone(settings, db, caller)
+    shutil.rmtree(AssetStore(settings.assets_path).task_dir(uuid.UUID(task_id)))
+    created = await create_preview(api, caller, prompt="an orange traffic cone", retrieve_min_score=0.5)
+    task = (await api.client.get(f"/openapi/v2/text-to-3d/{created}", headers=caller.headers)).json()
+    assert task["status"] == "PENDING" and "retrieved_from" not in task and task["consumed_credits"] == 20
+    assert not list(AssetStore(settings.assets_path).root.glob(".*.reuse"))
