@@ -173,6 +173,8 @@ def cmd_library(args: argparse.Namespace) -> int:
     """library import|list|delete: shared asset-search collections (inference.library_import does the work)."""
     import uuid
 
+    from sqlalchemy.exc import DBAPIError
+
     from app.core.assets import AssetStore
     from app.search.service import Models, SearchUnavailable
     from inference import library_import as lib  # the CLI may drive the worker's code
@@ -219,6 +221,9 @@ def cmd_library(args: argparse.Namespace) -> int:
             return 1 if report.failed else 0  # a script sees that some files did not make it
         except (lib.ImportRefused, SearchUnavailable, ValueError) as exc:
             _say(f"error: {exc}")
+            return 2
+        except DBAPIError as exc:  # e.g. --account names no account
+            _say(f"error: the database refused it: {str(exc.orig).splitlines()[0]}")
             return 2
         finally:
             await engine.dispose()

@@ -94,6 +94,8 @@ async def collection_for(
             raise ImportRefused(f"collection {name!r} exists with another audience; import into it with the same "
                                 "--account (or none), or pick another name")  # fmt: skip
         return found
+    if not 1 <= len(name) <= 100:
+        raise ImportRefused("a collection's name has 1 to 100 characters")
     if name == search_service.GENERATED:
         raise ImportRefused(f"{name!r} names every account's own generated models; pick another collection name")
     collection = AssetCollection(id=uuid.uuid4(), name=name, account_id=account_id, description=description)

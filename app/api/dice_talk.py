@@ -95,8 +95,8 @@ async def start_synthesis(
     async def prepare(_ctx: CreateContext, body: SynthesisForm) -> Prepared:
         params = {**body.model_dump(), "seed": 0, "ai_model": "latest", "source": "dice-talk"}
         return th.prepared_from(params, image_bytes, audio_bytes, checked,
-                                image_echo=os.path.basename(image.filename or "image"),
-                                audio_echo=os.path.basename(audio.filename or "audio"))  # fmt: skip
+                                image_echo=os.path.basename(image.filename or "image")[:255],
+                                audio_echo=os.path.basename(audio.filename or "audio")[:255])  # fmt: skip
 
     resource = replace(th.TALKING_HEAD, prepare=prepare)
     task_id = await create_from(resource, form, principal, session, state, None)
