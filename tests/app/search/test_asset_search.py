@@ -102,6 +102,10 @@ async def test_import_then_text_and_image_search_rank_the_right_asset_first(
     assert (again.imported, again.skipped) == (0, 5)
     csv_captions = write_library(tmp_path / "more", ("cone",), captions_as="csv")
     assert lib.read_captions(csv_captions) == {"cone": ITEMS["cone"][2]}
+    # Cap3D-style Chinese captions (a multilingual text model searches them; the default MiniLM is English-only).
+    chinese = tmp_path / "captions_cn.csv"
+    chinese.write_text("uid,caption\ncone,橙色的交通锥\n", encoding="utf-8-sig")
+    assert lib.read_captions(chinese) == {"cone": "橙色的交通锥"}
 
 
 async def test_collections_and_generated_models_are_private_to_their_audience(
