@@ -45,12 +45,23 @@ class SentenceEncoder:
         self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         dim = int(get_dim() or 0)
-        label = name or path.name
+        label = name or f"{path.name}-{weights_fingerprint(path)}"  # other weights in the folder: another space
         self.space = Space(name=f"text:{_slug(label)}", dim=dim, modality="text", model=label)
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         vectors = self.model.encode(list(texts), normalize_embeddings=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)
+
+
+def weights_fingerprint(path: Path) -> str:
+    """8 hex digits naming the weights in a model folder (their files' names and sizes, and the config's bytes), so
+    that replacing them starts a new embedding space instead of mixing old and new vectors in one."""
+    digest = hashlib.sha1()
+    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{item.relative_to(path)}:{item.stat().st_size};".encode())
+        if item.name == "config.json":
+            digest.update(item.read_bytes())
+    return digest.hexdigest()[:8]
 
 
 def bundled_text_model() -> Path:
@@ -72,8 +83,8 @@ class SiglipImageEncoder:
         from app.search.siglip import load_siglip
 
         self.model = load_siglip(path)
-        self.space = Space(name=f"image:{_slug(self.model.name)}", dim=self.model.dim, modality="image",
-                           model=str(path.name))  # fmt: skip
+        label = f"{self.model.name}-{weights_fingerprint(path)}"  # other weights in the folder: another space
+        self.space = Space(name=f"image:{_slug(label)}", dim=self.model.dim, modality="image", model=label)
 
     def encode_images(self, images: list[Image.Image]) -> np.ndarray:
         return self.model.encode_images(images)

@@ -328,3 +328,14 @@ async def test_retrieval_generates_when_the_matched_files_are_gone(api: Api, cal
     task = (await api.client.get(f"/openapi/v2/text-to-3d/{created}", headers=caller.headers)).json()
     assert task["status"] == "PENDING" and "retrieved_from" not in task and task["consumed_credits"] == 20
     assert not list(AssetStore(settings.assets_path).root.glob(".*.reuse"))
+
+
+async def test_new_weights_in_the_same_folder_make_a_new_space(tmp_path: Path) -> None:
+    from app.search.encoders import weights_fingerprint
+    from tests.app.search.tiny_siglip import make_tiny_siglip
+
+    folder = make_tiny_siglip(tmp_path / "siglip")
+    before = weights_fingerprint(folder)
+    assert weights_fingerprint(folder) == before and len(before) == 8
+    (folder / "model.safetensors").write_bytes((folder / "model.safetensors").read_bytes() + b"\0" * 8)
+    assert weights_fingerprint(folder) != before
