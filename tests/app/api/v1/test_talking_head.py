@@ -23,6 +23,7 @@ from tests.images import object_photo
 pytestmark = pytest.mark.asyncio
 URL = "/openapi/v1/talking-head"
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
+ARTEFACTS = Path(__file__).resolve().parents[4] / ".meshfoundry-test" / "artefacts"
 PORTRAIT = (FIXTURES / "portrait.jpg").read_bytes()
 
 
@@ -89,8 +90,8 @@ async def test_a_portrait_speaks_the_recording(api: Api, caller: Caller, worker,
     assert gap[speaking].mean() > 3 * max(gap[silent].mean(), 1.0), (gap.tolist(), loudness.round(2).tolist())
     assert np.corrcoef(loudness, gap)[0, 1] > 0.3
     loud, quiet = int(np.argmax(gap)), int(np.flatnonzero(silent)[0])
-    for index in (quiet, loud):  # kept as artefacts of the run
-        Image.fromarray(frames[index]).save(tmp_path / f"frame_{index}.png")
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)  # for a person to look at: a quiet and a loud frame side by side
+    Image.fromarray(np.concatenate([frames[quiet], frames[loud]], axis=1)).save(ARTEFACTS / "talking_head.png")
     poster = await api.client.get(result["thumbnail_url"])
     assert poster.status_code == 200 and Image.open(io.BytesIO(poster.content)).size == (384, 384)
 
