@@ -45,7 +45,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,7 +62,7 @@ from scipy.spatial import cKDTree
 from torch import Tensor, nn
 
 from inference.runners.base import ProgressCallback, RunnerArtifacts
-from inference.runners.torch_weights import ModelLoadError, default_device, release_memory
+from inference.runners.torch_weights import ModelLoadError, ResidentModel, default_device
 
 __all__ = ["HoloPartModel", "HoloPartRunner", "ModelLoadError", "load"]
 
@@ -567,7 +566,7 @@ def load(model_dir: str | Path, device: str | None = None, dtype: torch.dtype | 
 # --- runner -----------------------------------------------------------------------------------------------------------
 
 
-class HoloPartRunner:
+class HoloPartRunner(ResidentModel):
     """Runner protocol for `part-completion`: inputs `model` (a GLB whose nodes are the parts); params `seed`,
     `steps`, `guidance_scale`. Writes `completed.glb` (one node per completed part, same names)."""
 
@@ -584,34 +583,16 @@ class HoloPartRunner:
         samples: int = NUM_SURFACE_SAMPLES,
         max_faces: int = 10_000,
     ) -> None:
-        self.model_dir = Path(model_dir)
-        self.device = device or default_device()
+        super().__init__(model_dir, device)
         self.steps, self.guidance_scale, self.num_tokens = steps, guidance_scale, num_tokens
         self.octree_depth, self.samples, self.max_faces = octree_depth, samples, max_faces
         self._model: HoloPartModel | None = None
-        self._lock = threading.RLock()
 
-    @property
-    def loaded(self) -> bool:
-        return self._model is not None
+    def _load_model(self) -> HoloPartModel:
+        return load(self.model_dir, self.device)
 
-    def load(self) -> HoloPartRunner:
-        with self._lock:
-            if self._model is None:
-                self._model = load(self.model_dir, self.device)
-        return self
-
-    def unload(self) -> None:
-        with self._lock:
-            if self._model is not None:
-                self._model = None
-                release_memory(self.device)
-
-    @property
-    def weight_bytes(self) -> int:
-        if self._model is not None:
-            return sum(t.numel() * t.element_size() for t in (*self._model.parameters(), *self._model.buffers()))
-        return sum(p.stat().st_size for p in self.model_dir.rglob("*.safetensors"))
+    def _weight_files(self) -> list[Path]:
+        return [*self.model_dir.rglob("*.safetensors")]
 
     @property
     def estimated_vram_gb(self) -> float:

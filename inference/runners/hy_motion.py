@@ -53,7 +53,6 @@ from __future__ import annotations
 import logging
 import math
 import pickle
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -70,7 +69,7 @@ from torch import Tensor, nn
 
 from inference.motion.skeleton import BONE_COUNT, BONES, CANONICAL, INDEX, PARENTS, PRIMARY_CHILD, Clip, world_pose
 from inference.runners.base import ProgressCallback, RunnerArtifacts
-from inference.runners.torch_weights import ModelLoadError, default_device, release_memory
+from inference.runners.torch_weights import ModelLoadError, ResidentModel, default_device
 
 __all__ = ["HYMotionModel", "HYMotionRunner", "ModelLoadError", "load", "smpl_to_clip"]
 
@@ -900,7 +899,7 @@ def load(
 # --- runner -----------------------------------------------------------------------------------------------------------
 
 
-class HYMotionRunner:
+class HYMotionRunner(ResidentModel):
     """Runner protocol for `text-to-motion`: params `prompt`, `duration` (s), `mode`, optional `seed`; writes the
     task's files as every text-to-motion runner does (`character.motion_outputs`: FBX or BVH, and `motion.npz`)."""
 
@@ -915,42 +914,24 @@ class HYMotionRunner:
         guidance_scale: float | None = None,
         allow_pickle: bool = False,
     ) -> None:
-        self.model_dir = Path(model_dir)
-        self.device = device or default_device()
+        super().__init__(model_dir, device)
         self.variant, self.steps, self.guidance_scale = variant, steps, guidance_scale
         self.allow_pickle = allow_pickle  # only for a latest.ckpt that weights_only loading refuses and you trust
         self._model: HYMotionModel | None = None
-        self._lock = threading.RLock()
 
-    @property
-    def loaded(self) -> bool:
-        return self._model is not None
+    def _load_model(self) -> HYMotionModel:
+        return load(self.model_dir, self.device, self.variant, self.steps, self.guidance_scale, self.allow_pickle)
 
-    def load(self) -> HYMotionRunner:
-        with self._lock:
-            if self._model is None:
-                self._model = load(
-                    self.model_dir, self.device, self.variant, self.steps, self.guidance_scale, self.allow_pickle
-                )
-        return self
+    def _modules(self) -> list[nn.Module]:
+        """The DiT and both text encoders (weight_bytes measures them when loaded; else the checkpoint files)."""
+        assert self._model is not None
+        mods: list[nn.Module] = [self._model]
+        if self._model.text_encoder is not None:
+            mods += [self._model.text_encoder.qwen, self._model.text_encoder.clip]
+        return mods
 
-    def unload(self) -> None:
-        with self._lock:
-            if self._model is None:
-                return
-            self._model = None
-            release_memory(self.device)
-
-    @property
-    def weight_bytes(self) -> int:
-        """Loaded: parameters and buffers of the DiT and both encoders; else the checkpoint and encoder files."""
-        if self._model is not None:
-            mods: list[nn.Module] = [self._model]
-            if self._model.text_encoder is not None:
-                mods += [self._model.text_encoder.qwen, self._model.text_encoder.clip]
-            return sum(t.numel() * t.element_size() for m in mods for t in (*m.parameters(), *m.buffers()))
-        files = [*self.model_dir.rglob(CKPT_NAME), *self.model_dir.rglob("*.safetensors")]
-        return sum(p.stat().st_size for p in files if p.is_file())
+    def _weight_files(self) -> list[Path]:
+        return [*self.model_dir.rglob(CKPT_NAME), *self.model_dir.rglob("*.safetensors")]
 
     @property
     def estimated_vram_gb(self) -> float:

@@ -48,7 +48,6 @@ from __future__ import annotations
 import logging
 import math
 import pickle
-import threading
 import time
 import types
 from collections.abc import Mapping
@@ -66,7 +65,7 @@ from scipy.sparse.csgraph import connected_components
 from torch import Tensor, nn
 
 from inference.runners.base import ProgressCallback, RunnerArtifacts
-from inference.runners.torch_weights import ModelLoadError, default_device, release_memory
+from inference.runners.torch_weights import ModelLoadError, ResidentModel, default_device
 
 __all__ = ["ModelLoadError", "PartFieldConfig", "PartFieldModel", "PartFieldRunner", "load"]
 
@@ -814,7 +813,7 @@ class SegmentationResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-class PartFieldRunner:
+class PartFieldRunner(ResidentModel):
     """Runner protocol for `mesh-segmentation`: inputs `model` + `source_format`; params `num_parts` (2-32, absent:
     chosen from the Ward tree), `keep_material`, optional `seed`, `clustering` (agglo | kmeans). Writes
     `segmented.glb` (one node per part) and `part_labels.json`; metadata carries the per-face `labels`."""
@@ -829,37 +828,17 @@ class PartFieldRunner:
         points_per_face: int | None = None,
         allow_pickle: bool = False,
     ) -> None:
-        self.model_dir = Path(model_dir)
-        self.device = device or default_device()
+        super().__init__(model_dir, device)
         self.num_points = num_points
         self.points_per_face = points_per_face  # None: the config's n_point_per_face (1000)
         self.allow_pickle = allow_pickle
         self._model: PartFieldModel | None = None
-        self._lock = threading.RLock()
 
-    @property
-    def loaded(self) -> bool:
-        return self._model is not None
+    def _load_model(self) -> PartFieldModel:
+        return load(self.model_dir, self.device, self.allow_pickle)
 
-    def load(self) -> PartFieldRunner:
-        with self._lock:
-            if self._model is None:
-                self._model = load(self.model_dir, self.device, self.allow_pickle)
-        return self
-
-    def unload(self) -> None:
-        with self._lock:
-            if self._model is None:
-                return
-            self._model = None
-            release_memory(self.device)
-
-    @property
-    def weight_bytes(self) -> int:
-        if self._model is not None:
-            return sum(t.numel() * t.element_size() for t in (*self._model.parameters(), *self._model.buffers()))
-        files = [*self.model_dir.rglob("*.ckpt")] if self.model_dir.is_dir() else [self.model_dir]
-        return sum(p.stat().st_size for p in files if p.is_file())
+    def _weight_files(self) -> list[Path]:
+        return [*self.model_dir.rglob("*.ckpt")] if self.model_dir.is_dir() else [self.model_dir]
 
     @property
     def estimated_vram_gb(self) -> float:

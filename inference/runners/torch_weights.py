@@ -5,6 +5,8 @@ from __future__ import annotations
 import gc
 import json
 import struct
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +33,60 @@ def release_memory(device: str) -> None:
         torch.cuda.empty_cache()
 
 
+def module_bytes(modules: Iterable[torch.nn.Module]) -> int:
+    """Bytes of the modules' parameters and buffers as they sit in memory."""
+    return sum(t.numel() * t.element_size() for m in modules for t in (*m.parameters(), *m.buffers()))
+
+
+class ResidentModel:
+    """The lifecycle every re-implemented model adapter shares with the model cache: load once under a lock, stay
+    resident, unload and give the memory back, and say how big the weights are (measured when loaded, else the
+    size of the weight files). Subclasses say how to load (`_load_model`), which modules hold the weights
+    (`_modules`) and which files (`_weight_files`)."""
+
+    def __init__(self, model_dir: Path, device: str | None) -> None:
+        self.model_dir = Path(model_dir)
+        self.device = device or default_device()
+        self._model: Any = None
+        self._lock = threading.RLock()
+
+    def _load_model(self) -> Any:
+        raise NotImplementedError
+
+    def _modules(self) -> list[torch.nn.Module]:
+        return [self._model]
+
+    def _weight_files(self) -> list[Path]:
+        return []
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                self._model = self._load_model()
+        return self
+
+    def unload(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                self._model = None
+                release_memory(self.device)
+
+    @property
+    def weight_bytes(self) -> int:
+        if self._model is not None:
+            return module_bytes(self._modules())
+        return sum(p.stat().st_size for p in self._weight_files() if p.is_file())
+
+
 def weight_bytes(pipe: Any, model_dir: Path, dtype: torch.dtype) -> int:
     """Bytes of parameters and buffers at `dtype`: measured on a loaded diffusers pipeline, else read from the
     safetensors headers on disk (float tensors rescaled to `dtype`, integer buffers as stored)."""
     if pipe is not None:
-        return sum(
-            t.numel() * t.element_size()
-            for m in pipe.components.values()
-            if isinstance(m, torch.nn.Module)
-            for t in (*m.parameters(), *m.buffers())
-        )
+        return module_bytes(m for m in pipe.components.values() if isinstance(m, torch.nn.Module))
     return _weight_bytes_on_disk(model_dir, torch.tensor([], dtype=dtype).element_size())
 
 

@@ -58,7 +58,6 @@ import copy
 import logging
 import math
 import pickle
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -76,7 +75,7 @@ from scipy.spatial import cKDTree
 from torch import Tensor, nn
 
 from inference.runners.base import InputRejected, ProgressCallback, RunnerArtifacts
-from inference.runners.torch_weights import ModelLoadError, default_device, release_memory
+from inference.runners.torch_weights import ModelLoadError, ResidentModel, default_device
 
 __all__ = ["ModelLoadError", "Rig", "SkeletonTokenizer", "UniRigModel", "UniRigRunner", "load"]
 
@@ -1260,42 +1259,26 @@ def write_rig_glb(path: Path, mesh: trimesh.Trimesh, rig: Rig) -> Path:
 # --- runner -----------------------------------------------------------------------------------------------------------
 
 
-class UniRigRunner:
+class UniRigRunner(ResidentModel):
     """Runner protocol for `rig` (alternative rigger): inputs {"model": path, "source_format": "glb"}, params `seed`
     and optional `generate_kwargs` overrides; writes `Character_output.glb` (UniRig's own skeleton, NOT Mixamo)."""
 
     name = "unirig"
 
     def __init__(self, model_dir: Path, device: str | None = None, allow_pickle: bool = False) -> None:
-        self.model_dir = Path(model_dir)
-        self.device = device or default_device()
+        super().__init__(model_dir, device)
         self.allow_pickle = allow_pickle
         self._model: UniRigModel | None = None
-        self._lock = threading.RLock()
 
-    @property
-    def loaded(self) -> bool:
-        return self._model is not None
+    def _load_model(self) -> UniRigModel:
+        return load(self.model_dir, self.device, self.allow_pickle)
 
-    def load(self) -> UniRigRunner:
-        with self._lock:
-            if self._model is None:
-                self._model = load(self.model_dir, self.device, self.allow_pickle)
-        return self
+    def _modules(self) -> list[nn.Module]:
+        assert self._model is not None
+        return [self._model.skeleton, self._model.skin]
 
-    def unload(self) -> None:
-        with self._lock:
-            if self._model is not None:
-                self._model = None
-                release_memory(self.device)
-
-    @property
-    def weight_bytes(self) -> int:
-        if self._model is not None:
-            mods = (self._model.skeleton, self._model.skin)
-            return sum(t.numel() * t.element_size() for m in mods for t in (*m.parameters(), *m.buffers()))
-        return sum(p.stat().st_size for p in (self.model_dir / SKELETON_CKPT, self.model_dir / SKIN_CKPT)
-                   if p.is_file())  # fmt: skip
+    def _weight_files(self) -> list[Path]:
+        return [self.model_dir / SKELETON_CKPT, self.model_dir / SKIN_CKPT]
 
     def generate(self, mesh: trimesh.Trimesh, seed: int = 0, generate_kwargs: Mapping[str, Any] | None = None,
                  progress: Callable[[float], None] | None = None) -> Rig:  # fmt: skip
