@@ -952,24 +952,13 @@ def main(argv: list[str] | None = None) -> int:
         f"Redis {facts.get('redis')}; other load before start {facts['busy_cores_before_start']} cores; {elapsed:.0f} s"
     )
     print(table(results))
-    if "pipeline" in results:
-        for row in bench_pipeline.table(results["pipeline"]):
-            print(f"{row[0]:<58} {row[1]:<26} {row[2]:<44} {row[3]}")
-    if "image_to_3d" in results:
-        for row in bench_image_to_3d.table(results["image_to_3d"]):
-            print(f"{row[0]:<58} {row[1]:<26} {row[2]:<44} {row[3]}")
-    if "model_ops" in results:
-        for row in bench_model_ops.table(results["model_ops"]):
-            print(f"{row[0]:<58} {row[1]:<26} {row[2]:<44} {row[3]}")
-    if "characters" in results:
-        for row in bench_characters.table(results["characters"]):
-            print(f"{row[0]:<58} {row[1]:<34} {row[2]:<44} {row[3]}")
-    if "asset_search" in results:
-        for row in bench_asset_search.table(results["asset_search"]):
-            print(f"{row[0]:<58} {row[1]:<42} {row[2]:<36} {row[3]}")
-    if "video" in results:
-        for row in bench_video.table(results["video"]):
-            print(f"{row[0]:<58} {row[1]:<34} {row[2]:<44} {row[3]}")
+    # Each part's rows, with the column widths its figures need.
+    parts = (("pipeline", bench_pipeline, 26, 44), ("image_to_3d", bench_image_to_3d, 26, 44),
+             ("model_ops", bench_model_ops, 26, 44), ("characters", bench_characters, 34, 44),
+             ("asset_search", bench_asset_search, 42, 36), ("video", bench_video, 34, 44))  # fmt: skip
+    for key, module, ours_w, base_w in parts:
+        for row in module.table(results[key]) if key in results else ():
+            print(f"{row[0]:<58} {row[1]:<{ours_w}} {row[2]:<{base_w}} {row[3]}")
     note = cpu_note(results)
     print(
         f"Load generator, API, Postgres and Redis share the same {facts['cpu_count']} cores: the client's CPU is "

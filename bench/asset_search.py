@@ -347,33 +347,16 @@ async def compare(
 
     engines = {mode: create_engine(url, pool_size=1) for mode in modes}
     try:
-        return await _compare(
-            {m: sessionmaker(e) for m, e in engines.items()},
-            space,
-            queries,
-            warmup,
-            account,
-            collections,
-            truth,
-            modes,
-            exact_q,
-        )
+        return await _compare({m: sessionmaker(e) for m, e in engines.items()}, space, queries, warmup, account,
+                              collections, truth, modes, exact_q)  # fmt: skip
     finally:
         for engine in engines.values():
             await engine.dispose()
 
 
-async def _compare(
-    makers: dict[str, Any],
-    space: Any,
-    queries: np.ndarray,
-    warmup: np.ndarray,
-    account: uuid.UUID,
-    collections: list[str] | None,
-    truth: list[list[uuid.UUID]],
-    modes: tuple[str, ...],
-    exact_q: int,
-) -> dict[str, Any]:
+async def _compare(makers: dict[str, Any], space: Any, queries: np.ndarray, warmup: np.ndarray, account: uuid.UUID,
+                   collections: list[str] | None, truth: list[list[uuid.UUID]], modes: tuple[str, ...],
+                   exact_q: int) -> dict[str, Any]:  # fmt: skip
     for q in warmup:
         for mode in modes:
             await ask(makers[mode], space, q, account, collections, mode)
