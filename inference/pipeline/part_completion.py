@@ -117,13 +117,16 @@ def complete_parts(
     )
 
 
-def read_parts(path: Path, source_format: str, *, max_faces: int = MAX_FACES) -> list[Part]:
+def read_parts(
+    path: Path, source_format: str, *, max_faces: int = MAX_FACES, model: LoadedModel | None = None
+) -> list[Part]:
     """The parts of a model file: one per glTF node with triangles (GLB/glTF), else the connected pieces. The file
-    is first read by `load_model` (every safety check); only then are glTF nodes read apart, by the same checked
-    reader."""
+    is first read by `load_model` (every safety check; pass `model` when the caller has read it already); only then
+    are glTF nodes read apart, by the same checked reader."""
     from inference.pipeline.model_input import _Limits, _load_gltf, _parse_json, _split_glb
 
-    model = load_model(Path(path), source_format, max_faces=max_faces)
+    if model is None:
+        model = load_model(Path(path), source_format, max_faces=max_faces)
     if source_format not in ("glb", "gltf"):
         return parts_of_model(model, None)
     data = Path(path).read_bytes()

@@ -58,7 +58,7 @@ class MeshOpsRunner:
         elif operation == "part-completion":
             from inference.pipeline.part_completion import complete_parts, read_parts
 
-            parts = read_parts(Path(inputs["model"]), inputs["source_format"])  # one per glTF node, checked
+            parts = read_parts(Path(inputs["model"]), inputs["source_format"], model=model)  # one per glTF node
             result = complete_parts(parts, params, out_dir, stage)
         else:
             raise ValueError(f"unknown model operation {operation!r}")
