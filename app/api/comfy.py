@@ -19,7 +19,7 @@ import re
 import time
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
@@ -175,19 +175,20 @@ async def storage_get(
     return FileResponse(path, media_type=media_type)
 
 
+UPLOAD_MARK = "/customers/storage/files/"
 _DOWNLOAD = re.compile(r"^(?:/proxy/meshy)?/customers/storage/files/([0-9a-f-]{36})/([0-9a-f-]{36})/[^/]+$")
 
 
 def own_upload(value: str, principal: Principal, state: AppState) -> str | None:
     """A data URI of the caller's upload when `value` is one of this server's download URLs; None when it is not
     one (it is then fetched as any URL); a 400 when it is one but expired, tampered with or someone else's."""
-    if not isinstance(value, str) or "/customers/storage/files/" not in value or value.startswith("data:"):
+    if not isinstance(value, str) or UPLOAD_MARK not in value or value.startswith("data:"):
         return None
     parts = urlsplit(value)
     match = _DOWNLOAD.match(parts.path)
     if match is None:
         return None
-    query = dict(pair.split("=", 1) for pair in parts.query.split("&") if "=" in pair)
+    query = dict(parse_qsl(parts.query))
     try:
         account, slot, expires = uuid.UUID(match[1]), uuid.UUID(match[2]), int(query.get("Expires", "0"))
     except ValueError:
@@ -204,6 +205,15 @@ def own_upload(value: str, principal: Principal, state: AppState) -> str | None:
     if record.file_type == "mesh":
         media = "application/octet-stream"
     return f"data:{media};base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def names_uploads(body: BaseModel) -> bool:
+    """Whether any top-level value may be one of this server's download URLs (cheap: no file is read)."""
+    for _field, value in body:
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and UPLOAD_MARK in v for v in values):
+            return True
+    return False
 
 
 def inline_uploads(body: BaseModel, principal: Principal, state: AppState) -> BaseModel:

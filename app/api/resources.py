@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api import testmode
-from app.api.comfy import inline_uploads
+from app.api.comfy import inline_uploads, names_uploads
 from app.api.deps import ApiKeyAuth, DbSession, Links, ReadSession, State, StreamAuth
 from app.api.errors import error_responses
 from app.api.render import render_task
@@ -118,7 +118,8 @@ async def create_from(resource: Resource, body: Any, principal: Principal, sessi
     stored = staged = False
     try:
         # ComfyUI names its uploads by their download URLs: the caller's own are read from the store, not fetched.
-        body = await asyncio.to_thread(inline_uploads, body, principal, state)
+        if names_uploads(body):  # reads files: off the loop, and only when a body names an upload
+            body = await asyncio.to_thread(inline_uploads, body, principal, state)
         async with session.begin():
             prepared = await resource.prepare(CreateContext(session, principal, state), body)
             match, outputs = None, None

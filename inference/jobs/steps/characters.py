@@ -16,18 +16,11 @@ from app.tasks.models import Task
 from app.tasks.outputs import TaskOutputs
 from inference.jobs.context import InvalidInput, JobContext
 from inference.jobs.progress import ProgressReporter
-from inference.jobs.steps.common import StepResult, input_images, run_runner
+from inference.jobs.steps.common import StepResult, input_images, published, run_runner
 from inference.jobs.steps.model_ops import model_input
 
 CHARACTER_DATA = "character.npz"
 MOTION_DATA = "motion.npz"
-
-
-def _published(artifacts_meta: dict[str, Any], out_dir: Path, work_dir: Path) -> list[str]:
-    names = list(dict.fromkeys(artifacts_meta["files"]))
-    for name in names:
-        (out_dir / name).replace(work_dir / name)
-    return names
 
 
 async def rig(job: JobContext, task: Task, work_dir: Path, reporter: ProgressReporter) -> StepResult:
@@ -44,7 +37,7 @@ async def rig(job: JobContext, task: Task, work_dir: Path, reporter: ProgressRep
     out_dir = work_dir / "out"
     artifacts = await run_runner(job, task, inputs, params, out_dir, reporter, 1, 99)
     meta = dict(artifacts.metadata)
-    names = _published(meta, out_dir, work_dir)
+    names = published(meta, out_dir, work_dir)
     outputs: TaskOutputs = {"result": meta["result"], "character_data": CHARACTER_DATA}
     return StepResult(outputs, names)
 
@@ -65,7 +58,7 @@ async def animate(job: JobContext, task: Task, work_dir: Path, reporter: Progres
     out_dir = work_dir / "out"
     artifacts = await run_runner(job, task, inputs, params, out_dir, reporter, 1, 99)
     meta = dict(artifacts.metadata)
-    names = _published(meta, out_dir, work_dir)
+    names = published(meta, out_dir, work_dir)
     return StepResult({"result": meta["result"]}, names)
 
 
@@ -74,5 +67,5 @@ async def text_to_motion(job: JobContext, task: Task, work_dir: Path, reporter: 
     out_dir = work_dir / "out"
     artifacts = await run_runner(job, task, {}, params, out_dir, reporter, 1, 99)
     meta = dict(artifacts.metadata)
-    names = _published(meta, out_dir, work_dir)
+    names = published(meta, out_dir, work_dir)
     return StepResult({"result": meta["result"], "motion_data": MOTION_DATA}, names)

@@ -79,6 +79,15 @@ def parent_images(job: JobContext, task: Task) -> list[Path]:
     return [p for p in paths if p is not None]
 
 
+def published(artifacts_meta: Mapping[str, Any], out_dir: Path, work_dir: Path) -> list[str]:
+    """The files a runner listed in its metadata (`files`), moved from its `out_dir` up to the job's `work_dir`,
+    where the job publishes them from; their names, in order, once each."""
+    names = list(dict.fromkeys(artifacts_meta["files"]))
+    for name in names:
+        (out_dir / name).replace(work_dir / name)
+    return names
+
+
 async def run_runner(
     job: JobContext, task: Task, inputs: Mapping[str, Any], params: Mapping[str, Any], work_dir: Path,
     reporter: ProgressReporter, start: int, end: int,

@@ -7,7 +7,7 @@ from pathlib import Path
 from app.tasks.models import Task
 from inference.jobs.context import InvalidInput, JobContext
 from inference.jobs.progress import ProgressReporter
-from inference.jobs.steps.common import StepResult, run_runner
+from inference.jobs.steps.common import StepResult, published, run_runner
 
 
 async def run(job: JobContext, task: Task, work_dir: Path, reporter: ProgressReporter) -> StepResult:
@@ -20,7 +20,5 @@ async def run(job: JobContext, task: Task, work_dir: Path, reporter: ProgressRep
         inputs[key] = path
     out_dir = work_dir / "out"
     artifacts = await run_runner(job, task, inputs, {**task.params, "seed": task.seed}, out_dir, reporter, 1, 99)
-    names = list(dict.fromkeys(artifacts.metadata["files"]))
-    for name in names:
-        (out_dir / name).replace(work_dir / name)
+    names = published(artifacts.metadata, out_dir, work_dir)
     return StepResult({"result": dict(artifacts.metadata["result"])}, names)
