@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from app.api.v1.talking_head import units
+from tests.app.api.v1.test_image_family_flow import wait_terminal
 from tests.conftest import Api, Caller, make_caller
 from tests.fixtures.speech import speech_like, wav_bytes
 from tests.images import object_photo
@@ -35,14 +36,8 @@ SPEECH = uri(wav_bytes(speech_like(3.0)), "audio/wav")
 FACE = uri(PORTRAIT, "image/jpeg")
 
 
-async def wait_done(api: Api, caller: Caller, task_id: str, timeout: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        task = (await api.client.get(f"{URL}/{task_id}", headers=caller.headers)).json()
-        if task["status"] in ("SUCCEEDED", "FAILED", "CANCELED"):
-            return task
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"task {task_id} did not finish")
+async def wait_done(api: Api, caller: Caller, task_id: str) -> dict[str, Any]:
+    return await wait_terminal(api, caller, URL, task_id)
 
 
 def read_video(content: bytes) -> tuple[dict[str, Any], list[np.ndarray]]:
