@@ -29,10 +29,13 @@ def _run(action: Action) -> Callable[[argparse.Namespace], int]:
     """Open the database (embedded Postgres joined if needed), run `action` in one transaction."""
 
     def command(args: argparse.Namespace) -> int:
-        from app.cli import database, migrate  # the CLI module owns the embedded-server lifecycle
+        from app.cli import NoService, database, existing_home, migrate  # the CLI owns the embedded servers
 
-        settings = get_settings()
-        settings.home.mkdir(parents=True, exist_ok=True)
+        try:
+            settings = existing_home(get_settings())
+        except NoService as exc:
+            _say(f"error: {exc}")
+            return 2
 
         async def go(url: str) -> int:
             engine = create_engine(url, pool_size=1)

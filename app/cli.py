@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,10 +18,11 @@ from typing import Any
 
 from alembic import command
 
-from app import admin_cli
+from app import admin_cli, running
 from app.core import embedded
 from app.core.config import Settings, get_settings, write_private
 from app.core.db import alembic_config, create_engine, sessionmaker
+from app.supervisor import ChildSpec, Supervisor
 from billing import service as billing_service
 from billing.keys import hash_key
 from billing.repository import BillingRepository
@@ -30,6 +32,29 @@ DEV_ACCOUNT = "development"
 
 def _say(message: str) -> None:
     print(f"[meshfoundry] {message}", file=sys.stderr, flush=True)
+
+
+class NoService(RuntimeError):
+    """An admin command found no database to work on (it would have created an empty one)."""
+
+
+def existing_home(settings: Settings) -> Settings:
+    """For commands that work on a running service's data (keys, credits, library): the settings whose home holds
+    it. Without DATABASE_URL and with no data under MESHFOUNDRY_HOME, a single running `meshfoundry up` of this user
+    is joined; otherwise NoService says what to set (instead of silently making a second, empty service)."""
+    if settings.database_url or running.has_data(settings.home):
+        return settings
+    servers = [s for s in running.servers() if running.has_data(s.home)]
+    if len(servers) == 1:
+        _say(f"using the data of the running `meshfoundry up` (pid {servers[0].pid}) in {servers[0].home}")
+        return settings.model_copy(update={"home": servers[0].home})
+    where = "; ".join(f"pid {s.pid}: MESHFOUNDRY_HOME={s.home}" for s in servers)
+    raise NoService(
+        f"no MeshFoundry data in {settings.home.resolve()}. "
+        + (f"Several services are running ({where}): set MESHFOUNDRY_HOME to one of them."
+           if servers else "Start the service first (`make up` or `meshfoundry up`), run this command where it runs, "
+           "or set MESHFOUNDRY_HOME to its data directory (or DATABASE_URL to its database).")
+    )  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -72,30 +97,46 @@ async def _ensure_dev_key(url: str, settings: Settings) -> str:
     return issued.plaintext
 
 
-def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    # Own session: a Ctrl-C reaches only the launcher, which stops the children in order (API and worker,
+def _spawn(spec: ChildSpec) -> subprocess.Popen[bytes]:
+    # Own session: a Ctrl-C reaches only the launcher, which stops the children in order (API and workers,
     # then Redis, then Postgres) instead of all at once.
     return subprocess.Popen(
-        args, env=env, preexec_fn=embedded._die_with_parent, stdin=subprocess.DEVNULL, start_new_session=True
-    )
+        list(spec.args), env=dict(spec.env), preexec_fn=embedded._die_with_parent, stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
 
 
-def _stop(processes: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
-    for proc in processes:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for proc in processes:
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def worker_plan(workers: str, gpus: str = "") -> list[tuple[str, dict[str, str]]]:
+    """Worker processes as (name, extra env): `workers` is "N" (N on the default pool) or "pool:N,pool:N";
+    `gpus` ("0,1") adds one `gpu`-pool worker per listed GPU, each seeing only its own device."""
+    plan: list[tuple[str, dict[str, str]]] = []
+    text = workers.strip()
+    entries = [f"default:{text}"] if text.isdigit() else [e.strip() for e in text.split(",") if e.strip()]
+    for entry in entries:
+        pool, _, count = entry.partition(":")
+        if not pool or not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", pool) or not (count or "1").isdigit():
+            raise ValueError(f"bad worker spec {entry!r}: use N or pool:N[,pool:N] (e.g. default:2,gpu:1)")
+        for index in range(1, int(count or "1") + 1):
+            plan.append((f"worker {pool}-{index}", {"MESHFOUNDRY_POOL": pool}))
+    for gpu in (g.strip() for g in gpus.split(",") if g.strip()):
+        if not gpu.isdigit():
+            raise ValueError(f"bad GPU index {gpu!r}: use --gpus 0,1")
+        plan.append((f"worker gpu{gpu}", {"MESHFOUNDRY_POOL": "gpu", "MESHFOUNDRY_GPU": gpu,
+                                           "CUDA_VISIBLE_DEVICES": gpu}))  # fmt: skip
+    if not plan:
+        raise ValueError("no worker to run: --workers names none")
+    return plan
 
 
-def cmd_up(_args: argparse.Namespace) -> int:
-    """Embedded servers when URLs are unset, migrations, a dev key, one worker and the API; Ctrl-C stops all."""
+def cmd_up(args: argparse.Namespace) -> int:
+    """Embedded servers when URLs are unset, migrations, a dev key, supervised workers and the API; Ctrl-C stops
+    all. A child that dies is restarted (app.supervisor); the others keep serving."""
     settings = get_settings()
+    try:
+        plan = worker_plan(args.workers or settings.up_workers, args.gpus or settings.up_gpus)
+    except ValueError as exc:
+        _say(f"error: {exc}")
+        return 2
     settings.home.mkdir(parents=True, exist_ok=True)
     settings.secret()  # create the development secret before children race for it
     stopping = False
@@ -107,36 +148,47 @@ def cmd_up(_args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     redis = None
-    children: list[subprocess.Popen[bytes]] = []
+    supervisor: Supervisor | None = None
     with database(settings) as db_url:
         try:
             redis_url = settings.redis_url
             if not redis_url:
                 redis = embedded.start_redis(settings.home / "redis")
                 redis_url = redis.url
-            _say(f"database: {db_url}")
-            _say(f"redis: {redis_url}")
+            _say(f"database: {running.redact_url(db_url)}")
+            _say(f"redis: {running.redact_url(redis_url)}")
             migrate(db_url)
             _say("migrations at head")
             key = asyncio.run(_ensure_dev_key(db_url, settings))
             env = embedded.child_env(DATABASE_URL=db_url, REDIS_URL=redis_url, MESHFOUNDRY_HOME=str(settings.home))
-            children.append(_spawn([sys.executable, "-m", "inference.worker"], env))
-            children.append(_spawn([sys.executable, "-m", "uvicorn", "app.api.main:app", "--host", settings.host,
-                                    "--port", str(settings.port), "--log-level", "warning"], env))  # fmt: skip
-            _say(f"API on http://{settings.host}:{settings.port}  (docs: /docs)")
-            _say("development API key (also in MESHFOUNDRY_HOME/dev_api_key):")
+            api_args = [sys.executable, "-m", "uvicorn", "app.api.main:app", "--host", settings.host,
+                        "--port", str(settings.port), "--log-level", "info"]  # fmt: skip
+            specs = [ChildSpec("api", api_args, env)]
+            specs += [ChildSpec(name, [sys.executable, "-m", "inference.worker"], {**env, **extra})
+                      for name, extra in plan]  # fmt: skip
+            supervisor = Supervisor(specs, _spawn, _say)
+            supervisor.start()
+            api_url = f"http://{_display_host(settings.host)}:{settings.port}"
+            running.record(settings.home, api_url=api_url)
+            _say(f"API on {api_url}  (docs: {api_url}/docs, studio: {api_url}/playground)")
+            _say(f"workers: {', '.join(name for name, _ in plan)} (each restarted if it dies)")
+            _say(f"development API key (also in {(settings.home / 'dev_api_key').resolve()}):")
             print(key, flush=True)
             while not stopping:
-                if any(proc.poll() is not None for proc in children):
-                    _say("a child process exited; stopping everything")
-                    break
+                supervisor.poll()
                 time.sleep(0.2)
         finally:
             _say("stopping")
-            _stop(children)
+            running.forget(settings.home)
+            if supervisor is not None:
+                supervisor.stop()
             if redis is not None:
                 redis.stop()
-    return 0 if stopping else 1
+    return 0
+
+
+def _display_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -179,8 +231,11 @@ def cmd_library(args: argparse.Namespace) -> int:
     from app.search.service import Models, SearchUnavailable
     from inference import library_import as lib  # the CLI may drive the worker's code
 
-    settings = get_settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
+    try:
+        settings = existing_home(get_settings())
+    except NoService as exc:
+        _say(f"error: {exc}")
+        return 2
     store = AssetStore(settings.assets_path)
 
     async def go(url: str) -> int:
@@ -236,7 +291,11 @@ def cmd_library(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meshfoundry", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="run everything on this machine").set_defaults(func=cmd_up)
+    up = sub.add_parser("up", help="run everything on this machine (children restarted if they die)")
+    up.add_argument("--workers", help="worker processes: N on the default pool, or pool:N[,pool:N] "
+                    "(e.g. default:2,gpu:1). Default: UP_WORKERS")  # fmt: skip
+    up.add_argument("--gpus", help="one `gpu`-pool worker per GPU index, e.g. 0,1. Default: UP_GPUS")
+    up.set_defaults(func=cmd_up)
     api = sub.add_parser("api", help="run the API server only (DATABASE_URL and REDIS_URL set)")
     api.add_argument("--host")
     api.add_argument("--port", type=int)

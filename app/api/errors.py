@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
+import redis.exceptions
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -52,7 +55,57 @@ def meshy_error(
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
+# A dependency went away (a restart, a failover, a full connection pool): the request may be retried as is.
+_DB_LOST = (
+    asyncpg.PostgresConnectionError,  # ConnectionDoesNotExistError, ConnectionFailureError, ...
+    asyncpg.exceptions.OperatorInterventionError,  # AdminShutdown, CrashShutdown, CannotConnectNow (starting up)
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.InterfaceError,  # "connection is closed"
+)
+_REDIS_LOST = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+RETRY_AFTER_S = 2
+
+
+def unavailable(exc: BaseException) -> str | None:
+    """'database' or 'Redis' when `exc` (or what caused it) is a lost or refused connection, else None."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        err = stack.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, _REDIS_LOST):
+            return "Redis"
+        if isinstance(err, sqlalchemy.exc.DBAPIError) and err.connection_invalidated:
+            return "database"
+        if isinstance(err, (sqlalchemy.exc.TimeoutError, *_DB_LOST)):  # pool exhausted waiting, or a lost server
+            return "database"
+        if isinstance(err, sqlalchemy.exc.DBAPIError) and isinstance(err.orig, (OSError, *_DB_LOST)):
+            return "database"
+        if isinstance(err, ConnectionError) and len(seen) > 1:  # refused/reset under a database or Redis call
+            return "database"
+        stack += [getattr(err, "orig", None), err.__cause__, err.__context__]
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    async def _dependency_lost(request: Request, exc: Exception) -> JSONResponse:
+        what = unavailable(exc)
+        if what is None:
+            return _internal(request, exc)
+        log.warning("%s unavailable on %s %s (request %s): %s", what, request.method, request.url.path,
+                    getattr(request.state, "request_id", "-"), type(exc).__name__)  # fmt: skip
+        return meshy_error(
+            503, f"Service temporarily unavailable: the connection to the {what} was lost. Retry in a moment.",
+            {"Retry-After": str(RETRY_AFTER_S)}, request,
+        )  # fmt: skip
+
+    # Registered by class (not only through the catch-all below): Starlette re-raises what reaches the catch-all,
+    # and these are expected events, not crashes.
+    for cls in (sqlalchemy.exc.SQLAlchemyError, *_DB_LOST, *_REDIS_LOST, ConnectionError):
+        app.add_exception_handler(cls, _dependency_lost)  # type: ignore[arg-type]
+
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
         return meshy_error(exc.status_code, exc.detail, getattr(exc, "headers", None), request)
@@ -69,9 +122,15 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        request_id = getattr(request.state, "request_id", "-")
-        log.error("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id, exc_info=exc)
-        return meshy_error(500, "Internal server error")
+        if unavailable(exc) is not None:  # e.g. wrapped in an ExceptionGroup
+            return await _dependency_lost(request, exc)
+        return _internal(request, exc)
+
+
+def _internal(request: Request, exc: BaseException) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", "-")
+    log.error("unhandled error on %s %s (request %s)", request.method, request.url.path, request_id, exc_info=exc)
+    return meshy_error(500, "Internal server error")
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from enum import StrEnum
@@ -116,6 +117,15 @@ class Settings(BaseSettings):
         description="Asset search's image model: a SigLIP directory (transformers layout) for image and text-to-image "
         "search. Unset: image queries use the silhouette-and-colour reference, and text finds captions only.",
     )
+    up_workers: str = Field(
+        "default:1",
+        description="Worker processes `meshfoundry up` runs: N (on the default pool) or pool:N[,pool:N], e.g. "
+        "`default:2,gpu:1` for a CPU pool and a GPU pool side by side. Each is restarted if it dies.",
+    )
+    up_gpus: str = Field(
+        "", description="GPU indexes for `meshfoundry up`, e.g. `0,1`: one `gpu`-pool worker per GPU, each seeing only "
+        "its own device (CUDA_VISIBLE_DEVICES).",
+    )  # fmt: skip
     vram_budget_gb: float = Field(
         20.0, description="GPU memory the worker's resident models may use; least recently used ones are unloaded."
     )
@@ -215,8 +225,12 @@ def settings_reference() -> str:
     ]
     for name, field in Settings.model_fields.items():
         env = field.validation_alias if isinstance(field.validation_alias, str) else name.upper()
-        default = field.default
-        shown = "unset" if default is None else f"`{default.value if isinstance(default, StrEnum) else default}`"
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, StrEnum):
+            default = default.value
+        if isinstance(default, dict | list):
+            default = json.dumps(default)
+        shown = "unset" if default is None or default == "" else f"`{default}`"
         lines.append(f"| `{env}` | {shown} | {field.description or ''} |")
     return "\n".join(lines) + "\n"
 
