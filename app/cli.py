@@ -99,10 +99,12 @@ async def _ensure_dev_key(url: str, settings: Settings) -> str:
 
 def _spawn(spec: ChildSpec) -> subprocess.Popen[bytes]:
     # Own session: a Ctrl-C reaches only the launcher, which stops the children in order (API and workers,
-    # then Redis, then Postgres) instead of all at once.
+    # then Redis, then Postgres) instead of all at once. Their output (uvicorn's access log goes to stdout) joins
+    # the launcher's stderr: `up` prints only the development key on stdout, for scripts, and a reader that stops
+    # reading after the key must never block the API on a full pipe.
     return subprocess.Popen(
         list(spec.args), env=dict(spec.env), preexec_fn=embedded._die_with_parent, stdin=subprocess.DEVNULL,
-        start_new_session=True,
+        stdout=sys.stderr.fileno(), start_new_session=True,
     )  # fmt: skip
 
 
@@ -200,7 +202,10 @@ def cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_worker(_args: argparse.Namespace) -> int:
+def cmd_worker(args: argparse.Namespace) -> int:
+    if args.gpu is not None:  # this worker owns one GPU: it sees only that device and serves the `gpu` pool
+        os.environ["MESHFOUNDRY_GPU"] = os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
+        os.environ.setdefault("MESHFOUNDRY_POOL", "gpu")
     os.execv(sys.executable, [sys.executable, "-m", "inference.worker"])
 
 
@@ -227,7 +232,7 @@ def cmd_library(args: argparse.Namespace) -> int:
 
     from sqlalchemy.exc import DBAPIError
 
-    from app.core.assets import AssetStore
+    from app.core.storage import store_from_settings
     from app.search.service import Models, SearchUnavailable
     from inference import library_import as lib  # the CLI may drive the worker's code
 
@@ -236,7 +241,7 @@ def cmd_library(args: argparse.Namespace) -> int:
     except NoService as exc:
         _say(f"error: {exc}")
         return 2
-    store = AssetStore(settings.assets_path)
+    store = store_from_settings(settings)
 
     async def go(url: str) -> int:
         engine = create_engine(url, pool_size=2)
@@ -301,7 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int)
     api.add_argument("--workers", type=int, default=1)
     api.set_defaults(func=cmd_api)
-    sub.add_parser("worker", help="run one worker (DATABASE_URL and REDIS_URL set)").set_defaults(func=cmd_worker)
+    worker = sub.add_parser("worker", help="run one worker (DATABASE_URL and REDIS_URL set)")
+    worker.add_argument("--gpu", type=int, help="own this GPU index: CUDA_VISIBLE_DEVICES=N, the `gpu` pool, and a "
+                        "VRAM budget measured from its free memory unless VRAM_BUDGET_GB is set")  # fmt: skip
+    worker.set_defaults(func=cmd_worker)
     sub.add_parser("migrate", help="alembic upgrade head").set_defaults(func=cmd_migrate)
     previews = sub.add_parser("previews", help="render the animation library's missing preview GIFs")
     previews.add_argument("--action", type=int, action="append", help="only this action id (repeatable)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
 import asyncpg
@@ -83,9 +84,20 @@ def unavailable(exc: BaseException) -> str | None:
             return "database"
         if isinstance(err, sqlalchemy.exc.DBAPIError) and isinstance(err.orig, (OSError, *_DB_LOST)):
             return "database"
-        if isinstance(err, ConnectionError) and len(seen) > 1:  # refused/reset under a database or Redis call
-            return "database"
+        if isinstance(err, OSError) and (where := _raised_in(err)) is not None:  # e.g. the server's socket is gone
+            return where
         stack += [getattr(err, "orig", None), err.__cause__, err.__context__]
+    return None
+
+
+def _raised_in(err: BaseException) -> str | None:
+    """'database' or 'Redis' when an OS-level error (refused, reset, no socket) came from their client libraries."""
+    for frame, _line in traceback.walk_tb(err.__traceback__):
+        filename = frame.f_code.co_filename
+        if "/asyncpg/" in filename:
+            return "database"
+        if "/redis/" in filename:
+            return "Redis"
     return None
 
 
@@ -103,7 +115,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     # Registered by class (not only through the catch-all below): Starlette re-raises what reaches the catch-all,
     # and these are expected events, not crashes.
-    for cls in (sqlalchemy.exc.SQLAlchemyError, *_DB_LOST, *_REDIS_LOST, ConnectionError):
+    for cls in (sqlalchemy.exc.SQLAlchemyError, *_DB_LOST, *_REDIS_LOST, OSError):
         app.add_exception_handler(cls, _dependency_lost)  # type: ignore[arg-type]
 
     @app.exception_handler(AppError)

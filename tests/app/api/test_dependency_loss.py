@@ -117,4 +117,14 @@ def test_what_counts_as_a_lost_dependency(exc: BaseException, what: str | None) 
     assert unavailable(exc) == what
     wrapped = RuntimeError("while reading")
     wrapped.__cause__ = exc
-    assert unavailable(wrapped) == (what or ("database" if isinstance(exc, ConnectionError) else None))
+    assert unavailable(wrapped) == what
+
+
+@pytest.mark.asyncio
+async def test_an_os_error_counts_only_when_a_database_client_raised_it(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as missing_socket:
+        await asyncpg.connect(host=str(tmp_path), user="nobody")  # no server socket there
+    assert unavailable(missing_socket.value) == "database"
+    with pytest.raises(FileNotFoundError) as missing_file:
+        (tmp_path / "absent").read_bytes()
+    assert unavailable(missing_file.value) is None
