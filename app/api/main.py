@@ -135,7 +135,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(capabilities.router)
     app.include_router(asset_search.router)
     app.include_router(stream_tokens.router)
-    app.include_router(admin.router)
+    app.include_router(admin.router, include_in_schema=app.state.settings.admin_token is not None)  # off: hidden
     playground.mount(app)
     app.include_router(assets.router)
 
