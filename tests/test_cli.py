@@ -26,7 +26,9 @@ def free_port() -> int:
 
 def embedded_env(home: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "APP_ENV")}
-    env.update(MESHFOUNDRY_HOME=str(home), PORT=str(port), WORKER_POLL_DELAY_S="0.05")
+    # XDG_STATE_HOME: where `up` registers itself for admin commands run elsewhere; per test, as tests run side by side.
+    env.update(MESHFOUNDRY_HOME=str(home), PORT=str(port), WORKER_POLL_DELAY_S="0.05",
+               XDG_STATE_HOME=str(home.parent / "xdg-state"))  # fmt: skip
     return env
 
 
@@ -98,6 +100,27 @@ def test_up_serves_generates_and_stops_cleanly(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert task["status"] == "SUCCEEDED"
         assert httpx.get(task["model_urls"]["glb"]).status_code == 200
+
+        # The README's client example, run as a newcomer would, from another folder: it finds the service and
+        # shows progress.
+        readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+        example = readme.split("```python\n", 1)[1].split("```", 1)[0]
+        workdir = tmp_path / "client"
+        workdir.mkdir()
+        ran = subprocess.run([sys.executable, "-c", example], cwd=workdir, capture_output=True, text=True, timeout=120,
+                             env={**env, "MESHFOUNDRY_HOME": str(home)})  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        lines = ran.stdout.splitlines()
+        assert lines[-1].split() == ["SUCCEEDED", "100%"] and len(lines) >= 2, ran.stdout
+        assert (workdir / "model.glb").read_bytes()[:4] == b"glTF"
+
+        # An admin command run elsewhere without MESHFOUNDRY_HOME joins the running service, not a new empty one.
+        elsewhere = {k: v for k, v in env.items() if k != "MESHFOUNDRY_HOME"}
+        joined = subprocess.run([str(BIN / "meshfoundry"), "keys", "list"], env=elsewhere, cwd=workdir,
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert joined.returncode == 0, joined.stderr
+        assert f"using the data of the running `meshfoundry up` (pid {proc.pid}) in {home}" in joined.stderr
+        assert not (workdir / ".meshfoundry").exists(), "no second data directory"
     except BaseException:
         proc.kill()
         raise

@@ -64,10 +64,13 @@ def _create(base: str, headers: dict[str, str], prompt: str) -> str:
     """Create with an Idempotency-Key, retried on 503 as a client following Retry-After would."""
     key = {"Idempotency-Key": uuid.uuid4().hex}
     body = {"mode": "preview", "prompt": prompt, "target_formats": ["glb"]}
-    for _ in range(60):
+    for _ in range(240):
         response = httpx.post(f"{base}/openapi/v2/text-to-3d", json=body, headers=headers | key, timeout=10)
         if response.status_code == 202:
             return str(response.json()["result"])
+        if response.status_code == 429 and response.json()["message"] == "NoMoreConcurrentTasks":
+            time.sleep(0.5)  # the development plan's queue limit: wait for a task to finish, as a client would
+            continue
         assert response.status_code == 503, response.text
         time.sleep(float(response.headers["Retry-After"]) / 4)
     raise AssertionError("create kept failing")

@@ -22,12 +22,17 @@ log = logging.getLogger(__name__)
 def _describe(error: dict[str, Any]) -> str:
     if error.get("type") == "json_invalid":
         return "Invalid JSON body"
+    if tuple(error.get("loc", ())) == ("body",) and error.get("type") in ("model_attributes_type", "dict_type"):
+        # The body arrived as text: most often curl -d without -H 'Content-Type: application/json'.
+        return "The request body must be JSON, sent with Content-Type: application/json"
     loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path", "header")]
     # Discriminated unions put the tag in the location ("preview.prompt"): drop it for a plain field name.
     if loc and loc[0] in ("preview", "refine"):
         loc = loc[1:]
     field = ".".join(loc)
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    if field == "sort_by":  # " created_at" (an unencoded "+") is accepted, never offered
+        return "Invalid parameter sort_by: must be '+created_at' or '-created_at'"
     if error.get("type") == "missing":
         return f"Missing required parameter: {field}" if field else "Missing request body"
     if error.get("type") == "union_tag_invalid" or error.get("type") == "union_tag_not_found":

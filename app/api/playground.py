@@ -6,11 +6,17 @@ from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 STATIC = Path(__file__).resolve().parent / "static"
 router = APIRouter(tags=["Playground"])
+
+
+@router.get("/", include_in_schema=False)
+async def root() -> RedirectResponse:
+    """A browser opening the server's address lands on the API docs (they link the playground)."""
+    return RedirectResponse("/docs", status_code=307)
 
 
 @router.get("/playground", include_in_schema=False)
