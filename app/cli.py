@@ -67,7 +67,7 @@ def database(settings: Settings) -> Iterator[str]:
     try:
         yield url
     finally:
-        server.cleanup()
+        embedded.stop_postgres(server)
 
 
 def migrate(url: str) -> None:

