@@ -1,4 +1,4 @@
-"""`meshfoundry keys|credits|plans|accounts`: administration against the service's own database."""
+"""`meshfoundry keys|credits|plans|accounts|webhooks`: administration against the service's own database."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, sessionmaker
 from app.core.errors import AppError
+from app.webhooks import service as webhook_service
 from billing import service as billing_service
 from billing.models import Account
 
@@ -164,6 +165,33 @@ async def accounts_list(session: AsyncSession, _settings: Settings, _args: argpa
     return 0
 
 
+async def webhooks_create(session: AsyncSession, settings: Settings, args: argparse.Namespace) -> int | tuple[int, str]:
+    if await session.get(Account, args.account) is None:
+        _say(f"error: no account {args.account}")
+        return 2
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    registered = await webhook_service.register(
+        session, account_id=args.account, url=args.url, server_secret=settings.secret(),
+        base_url=settings.public_url or f"http://{host}:{settings.port}", allow_local=settings.webhook_allow_local,
+    )  # fmt: skip
+    _say(f"webhook {registered.webhook.id} -> {args.url}; its signing secret is shown once, store it now:")
+    return 0, registered.secret
+
+
+async def webhooks_list(session: AsyncSession, _settings: Settings, args: argparse.Namespace) -> int:
+    webhooks = await webhook_service.list_webhooks(session, account_id=args.account)
+    _table([{"id": w.id, "url": w.url, "enabled": w.enabled, "failures": w.consecutive_failures,
+             "last_error": (w.last_errors or [{}])[0].get("message", "-"),
+             "disabled": w.disabled_reason or "-"} for w in webhooks])  # fmt: skip
+    return 0
+
+
+async def webhooks_delete(session: AsyncSession, _settings: Settings, args: argparse.Namespace) -> int:
+    await webhook_service.delete_webhook(session, account_id=args.account, webhook_id=args.webhook_id)
+    _say(f"deleted webhook {args.webhook_id}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
     create = keys.add_parser("create", help="a key for a new account (or --account); prints the key last")
@@ -205,3 +233,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     accounts = sub.add_parser("accounts", help="accounts").add_subparsers(dest="accounts_command", required=True)
     accounts.add_parser("list").set_defaults(func=_run(accounts_list))
+
+    hooks = sub.add_parser("webhooks", help="an account's webhooks").add_subparsers(dest="webhooks_command",
+                                                                                   required=True)  # fmt: skip
+    hook_create = hooks.add_parser("create", help="register a URL for the account's task changes; prints the secret")
+    hook_create.add_argument("url")
+    hook_create.add_argument("--account", type=_uuid, required=True)
+    hook_create.set_defaults(func=_run(webhooks_create))
+    hook_list = hooks.add_parser("list", help="the account's webhooks, failures and last errors")
+    hook_list.add_argument("--account", type=_uuid, required=True)
+    hook_list.set_defaults(func=_run(webhooks_list))
+    hook_delete = hooks.add_parser("delete", help="remove a webhook and its undelivered changes")
+    hook_delete.add_argument("webhook_id", type=_uuid)
+    hook_delete.add_argument("--account", type=_uuid, required=True)
+    hook_delete.set_defaults(func=_run(webhooks_delete))

@@ -10,7 +10,8 @@ a 1024x1024 photo-like picture to every deliverable, per stage, vs the u2netp ca
 text-to-motion clip vs the irreducible library calls (bench/characters.py); (s) asset search on pgvector, 100k vectors:
 HNSW build, top-10 latency and recall@10 through the app's nearest() vs an exact scan, and library import
 throughput (bench/asset_search.py); (v) video: a 10 s talking-head clip at 512x512 vs encoding as many still frames,
-and the turntable's cost per model task (bench/video.py).
+and the turntable's cost per model task (bench/video.py); (g) GPU scheduling: a simulated trace of the seed's model mix
+on three GPU sets, our workers vs 3DAIGC-API's FIFO (bench/gpu_trace.py).
 Results: a table on stdout and `bench/results/latest.json`. Everything runs on 127.0.0.1 and every process started
 here is stopped at the end.
 """
@@ -37,6 +38,7 @@ import psutil
 
 from bench import asset_search as bench_asset_search
 from bench import characters as bench_characters
+from bench import gpu_trace as bench_gpu_trace
 from bench import image_to_3d as bench_image_to_3d
 from bench import model_ops as bench_model_ops
 from bench import pipeline as bench_pipeline
@@ -873,9 +875,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run (< 60 s)")
     parser.add_argument(
         "--only",
-        default="abcdpimrsv",
-        help="which parts to run, e.g. 'ad' (default: abcdpimrsv; p: pipeline; i: image-to-3d; m: model operations; "
-        "r: characters; s: asset search; v: video)",
+        default="abcdpimrsvg",
+        help="which parts to run, e.g. 'ad' (default: abcdpimrsvg; p: pipeline; i: image-to-3d; m: model operations; "
+        "r: characters; s: asset search; v: video; g: GPU scheduling trace)",
     )
     parser.add_argument(
         "--asset-search-n", type=int, help="(s) vectors in the search table (default 100,000; 20,000 with --quick)"
@@ -923,6 +925,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "v" in args.only:  # talking head and turntable, in this process
             results["video"] = bench_video.measure(repeat=1 if args.quick else 3)
+        if "g" in args.only:  # GPU scheduling: a simulated trace, ours vs 3DAIGC-API's FIFO (no GPU needed)
+            results["gpu_trace"] = bench_gpu_trace.measure()
     except BaseException as exc:  # report what finished, then re-raise
         error = exc
         if (stack.home / "logs").exists():  # keep the servers' logs for a post-mortem
@@ -955,7 +959,8 @@ def main(argv: list[str] | None = None) -> int:
     # Each part's rows, with the column widths its figures need.
     parts = (("pipeline", bench_pipeline, 26, 44), ("image_to_3d", bench_image_to_3d, 26, 44),
              ("model_ops", bench_model_ops, 26, 44), ("characters", bench_characters, 34, 44),
-             ("asset_search", bench_asset_search, 42, 36), ("video", bench_video, 34, 44))  # fmt: skip
+             ("asset_search", bench_asset_search, 42, 36), ("video", bench_video, 34, 44),
+             ("gpu_trace", bench_gpu_trace, 26, 44))  # fmt: skip
     for key, module, ours_w, base_w in parts:
         for row in module.table(results[key]) if key in results else ():
             print(f"{row[0]:<58} {row[1]:<{ours_w}} {row[2]:<{base_w}} {row[3]}")

@@ -162,13 +162,13 @@ async def import_folder(
             written, faces = await asyncio.to_thread(convert_one, path, work, formats)
             caption = caption_for(texts, folder, path)
             names = sorted(set(written.values()))
+            views = [await asyncio.to_thread(_open, work / written["thumbnail"])]  # before publishing moves it
             await asyncio.to_thread(store.publish, asset_id, work, names)
             try:
                 async with maker() as session, session.begin():
                     session.add(Asset(id=asset_id, account_id=None, collection_id=coll_id, task_id=None,
                                       source_key=key, caption=caption, files=written, face_count=faces))  # fmt: skip
                     await session.flush()
-                    views = [await asyncio.to_thread(_open, store.task_dir(asset_id) / written["thumbnail"])]
                     await search_service.embed_asset(session, models, asset_id, caption, views)
             except BaseException:
                 await asyncio.to_thread(store.delete, asset_id)

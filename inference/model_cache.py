@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from inference.scheduling.budget import lru_victims
+
 logger = logging.getLogger(__name__)
 
 Model = TypeVar("Model")
@@ -163,14 +165,10 @@ class ModelCache:
     def _make_room(self, key: Hashable, vram_gb: float) -> list[tuple[Hashable, _Entry]]:
         """Remove least recently used, unleased entries until `vram_gb` fits; caller holds the lock and unloads."""
         used = sum(e.vram_gb for e in self._entries.values()) + sum(p.vram_gb for p in self._pending.values())
+        resident = [(k, e.vram_gb, e.pins > 0) for k, e in self._entries.items()]
         victims = []
-        for victim_key in list(self._entries):
-            if used + vram_gb <= self.budget_gb:
-                break
-            victim = self._entries[victim_key]
-            if victim.pins:
-                continue
-            del self._entries[victim_key]
+        for victim_key in lru_victims(resident, self.budget_gb - used, vram_gb):  # the scheduler's own rule
+            victim = self._entries.pop(victim_key)
             used -= victim.vram_gb
             victims.append((victim_key, victim))
         self._counts["evictions"] += len(victims)

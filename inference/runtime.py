@@ -1,8 +1,15 @@
-"""The worker's runners: which are available here, and the GPU ones kept resident by LRU within a VRAM budget."""
+"""The worker's runners: which are available here, and the GPU ones kept resident by LRU within a VRAM budget.
+
+A CUDA out-of-memory error inside a runner is retried once after every other idle model is unloaded and torch's
+cache emptied; a second one raises `OutOfGpuMemory`, which fails the task with a refund (inference.jobs).
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import sys
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +19,13 @@ from inference.bundled_models import u2netp_path
 from inference.model_cache import ModelCache
 from inference.runners.base import ProgressCallback, Runner, RunnerArtifacts
 from inference.runners.procedural import ProceduralRunner
+from inference.scheduling.oom import is_cuda_oom
+
+log = logging.getLogger(__name__)
+
+
+class OutOfGpuMemory(RuntimeError):
+    """A runner ran out of GPU memory again after idle models were unloaded: the task fails (and is refunded)."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +165,17 @@ class RunnerSet:
     def __init__(self, specs: list[RunnerSpec], vram_budget_gb: float) -> None:
         self.specs = {spec.name: spec for spec in specs}
         self.cache = ModelCache(vram_budget_gb)
+        self.counters: Counter[str] = Counter()  # oom_retries, oom_failures: published with the worker's state
+
+    def free_memory(self, keep: str | None = None) -> list[str]:
+        """After a CUDA out-of-memory error: unload every idle model but `keep`, and hand torch's cached blocks
+        back to the driver. Blocking (unloads run here); the names unloaded."""
+        gone = [str(m["key"]) for m in self.cache.stats()["models"] if m["key"] != keep and not m["leases"]]
+        gone = [name for name in gone if self.cache.evict(name)]
+        torch = sys.modules.get("torch")  # only a process that loaded a GPU model has torch imported
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return gone
 
     @classmethod
     def from_settings(
@@ -184,5 +209,27 @@ class RunnerSet:
         spec = self.specs.get(name)
         if spec is None:
             raise RuntimeError(f"runner {name!r} is not available in this worker")
-        with self.cache.lease(name, spec.build, spec.vram_gb) as runner:
-            return runner.run(inputs, params, out_dir, progress)
+        reached = [0.0]
+
+        def forward(fraction: float) -> None:  # a retry starts over: the task's progress never goes back
+            reached[0] = max(reached[0], fraction)
+            progress(reached[0])
+
+        try:
+            with self.cache.lease(name, spec.build, spec.vram_gb) as runner:
+                return runner.run(inputs, params, out_dir, forward)
+        except Exception as exc:
+            if not is_cuda_oom(exc):
+                raise
+            self.counters["oom_retries"] += 1
+            log.warning("runner %s ran out of GPU memory; unloaded %s and retrying once", name,
+                        self.free_memory(keep=name) or "nothing")  # fmt: skip
+        try:
+            with self.cache.lease(name, spec.build, spec.vram_gb) as runner:
+                return runner.run(inputs, params, out_dir, forward)
+        except Exception as exc:
+            if not is_cuda_oom(exc):
+                raise
+            self.counters["oom_failures"] += 1
+            self.free_memory()
+            raise OutOfGpuMemory(f"runner {name!r} ran out of GPU memory twice") from exc

@@ -10,27 +10,32 @@ import threading
 from typing import Any
 
 from arq import func
-from arq.worker import run_worker
 
-from app.core.assets import AssetStore
+from app.core import logs, metrics
 from app.core.config import Settings, get_settings
 from app.core.db import open_checked_engine, sessionmaker
-from app.core.queue import queue_for_pool, redis_settings
+from app.core.queue import HEALTH_CHECK_INTERVAL_S, queue_for_pool, redis_settings
 from app.core.registry import load_registry
+from app.core.storage import store_from_settings
 from app.search import service as search_service
+from inference.gpu import DEFAULT_BUDGET_GB, gpu_from_env
+from inference.gpu import resolve as resolve_gpu
+from inference.jobs.deliver_webhooks import run_deliveries
 from inference.jobs.generate_model import JobContext, generate_model
 from inference.jobs.previews import render_missing_previews
 from inference.jobs.reap_tasks import run_reaper
 from inference.runtime import RunnerSet
+from inference.scheduled_worker import ScheduledWorker
 
 log = logging.getLogger("meshfoundry.worker")
 
 
-def build_runners(settings: Settings) -> RunnerSet:
-    vram = {e.runner: e.vram_gb for table in load_registry().models.values() for e in table.values()}
+def build_runners(settings: Settings, vram_budget_gb: float | None = None) -> RunnerSet:
+    """The runners available here; `vram_budget_gb` is the GPU's (inference.gpu), else VRAM_BUDGET_GB or 20."""
+    vram = {name: runner.vram_gb for name, runner in load_registry().runners.items()}
     return RunnerSet.from_settings(
         models_dir=settings.models_path,
-        vram_budget_gb=settings.vram_budget_gb,
+        vram_budget_gb=vram_budget_gb or settings.vram_budget_gb or DEFAULT_BUDGET_GB,
         procedural_step_delay_s=settings.procedural_step_delay_s,
         vram_need=vram,
     )
@@ -47,19 +52,21 @@ def _warm_search_models(settings: Settings) -> None:
 
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
+    metrics.sweep_dead_processes()  # live gauges of earlier workers that died without a supervisor
     assert settings.database_url
     engine = await open_checked_engine(settings.database_url, pool_size=5)
     ctx["engine"] = engine
     ctx["job"] = JobContext(
         settings=settings,
         sessionmaker=sessionmaker(engine),
-        store=AssetStore(settings.assets_path),
-        runners=build_runners(settings),
+        store=store_from_settings(settings),
+        runners=build_runners(settings, ctx.get("vram_budget_gb")),  # set by ScheduledWorker
     )
     if settings.search_index_generated:  # load the search encoders now, not after the first task succeeds
         ctx["search_warmup"] = asyncio.create_task(asyncio.to_thread(_warm_search_models, settings))
     ctx["reaper_stop"] = stop = asyncio.Event()
     ctx["reaper"] = asyncio.create_task(run_reaper(ctx, stop))
+    ctx["webhooks"] = asyncio.create_task(run_deliveries(ctx, stop))  # the webhook outbox, stopped with the reaper
     if settings.animation_previews and ctx.get("pool", "default") == "default":
         ctx["previews_stop"] = previews_stop = threading.Event()
         ctx["previews"] = asyncio.create_task(
@@ -68,9 +75,10 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    if "search_warmup" in ctx:
-        with contextlib.suppress(Exception):
-            await ctx["search_warmup"]
+    if "search_warmup" in ctx and not ctx["search_warmup"].done():
+        # Not awaited: a model still loading in its thread would hold a shutdown ~25 s for nothing; its thread ends
+        # by itself (the process waits for it at exit), and its outcome is only a log line.
+        ctx["search_warmup"].add_done_callback(lambda task: task.cancelled() or task.exception())
     if "previews" in ctx:  # stops between two previews; a half-written one is never left behind
         ctx["previews_stop"].set()
         with contextlib.suppress(Exception):
@@ -79,6 +87,9 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         ctx["reaper_stop"].set()  # let a pass finish rather than cancel it inside a database call
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(ctx["reaper"]), timeout=30)
+    if "webhooks" in ctx:  # its stop is the reaper's: the attempts in flight finish and are recorded
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(ctx["webhooks"]), timeout=30)
     engine = ctx.get("engine")
     if engine is not None:
         await engine.dispose()
@@ -106,7 +117,7 @@ def worker_options(settings: Settings, pool: str) -> dict[str, Any]:
         "ctx": {"settings": settings, "pool": pool},
         "max_jobs": settings.worker_max_jobs,
         "poll_delay": settings.worker_poll_delay_s,
-        "health_check_interval": 5,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_S,
         "allow_abort_jobs": True,
         "keep_result": 0,
         "handle_signals": True,
@@ -114,12 +125,12 @@ def worker_options(settings: Settings, pool: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = get_settings()
-    pool = os.environ.get("MESHFOUNDRY_POOL", "default")
-    # arq wants a settings class; ours is built from MeshFoundry's settings at start (see worker_options).
-    run_worker(type("WorkerSettings", (), {}), **worker_options(settings, pool))  # type: ignore[arg-type]
+    logs.configure(settings.log_style, settings.log_level, force=True)  # text or JSON lines, secrets redacted
+    index = gpu_from_env()  # MESHFOUNDRY_GPU (`up --gpus`, `worker --gpu`): this process owns that GPU
+    pool = os.environ.get("MESHFOUNDRY_POOL", "gpu" if index is not None else "default")
+    gpu = resolve_gpu(settings.vram_budget_gb, settings.vram_margin_gb, index)
+    ScheduledWorker(**worker_options(settings, pool), gpu=gpu).run()  # arq's Worker, with GPU job selection
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import app.search.models  # noqa: F401
 import app.tasks.models  # noqa: F401  (registers the tables)
+import app.webhooks.models  # noqa: F401
 import billing.models  # noqa: F401
 from app.core.config import Settings, normalize_database_url
 from app.core.db import Base

@@ -44,6 +44,7 @@ from app.api.deps import ApiKeyAuth, DbSession, ReadSession, State
 from app.api.errors import error_responses
 from app.api.resources import CreateContext, Prepared, create_from
 from app.api.v1.capabilities import pools_online
+from app.core.assets import StoredFile
 from app.core.errors import BadRequest, NotFound
 from app.core.ids import parse_id
 from app.tasks import service as task_service
@@ -353,16 +354,25 @@ def _output(task: Task) -> tuple[str | None, str | None]:
     return main, outputs.get("thumbnail")
 
 
-def _file_info(path: Path | None, name: str) -> dict[str, Any]:
-    if path is None:
+def _file_info(stored: StoredFile | None, name: str) -> dict[str, Any]:
+    if stored is None:
         return {"file_exists": False, "error": "Output file not found"}
-    stat = path.stat()
-    suffix = path.suffix.lower()
-    return {"filename": name, "file_size_bytes": stat.st_size, "file_size_mb": round(stat.st_size / 2**20, 2),
+    suffix = Path(name).suffix.lower()
+    return {"filename": name, "file_size_bytes": stored.size, "file_size_mb": round(stored.size / 2**20, 2),
             "content_type": MEDIA_TYPES.get(suffix, "application/octet-stream"), "file_extension": suffix}  # fmt: skip
 
 
-def _job(task: Task, state: Any, base_url: str) -> dict[str, Any]:
+Stats = dict[tuple[uuid.UUID, str], StoredFile | None]
+
+
+async def _stats(state: Any, tasks: list[Task]) -> Stats:
+    """The size of each completed task's main file and thumbnail, looked up side by side (S3: one request each)."""
+    wanted = [(t.id, name) for t in tasks if STATUS.get(t.status) == "completed" for name in _output(t) if name]
+    found = await asyncio.gather(*(asyncio.to_thread(state.store.stat, task_id, name) for task_id, name in wanted))
+    return dict(zip(wanted, found, strict=True))
+
+
+def _job(task: Task, state: Any, base_url: str, stats: Stats) -> dict[str, Any]:
     record = (task.params or {}).get("_aigc") or {}
     feature = record.get("feature") or _FEATURE_OF_TYPE.get(task.type, task.type.replace("-", "_"))
     status = STATUS.get(task.status, task.status.lower())
@@ -373,12 +383,12 @@ def _job(task: Task, state: Any, base_url: str) -> dict[str, Any]:
                   "generation_info": {"task_type": task.type, "ai_model": task.ai_model, "runner": task.runner,
                                       "consumed_credits": task.consumed_credits,
                                       "faces": (task.outputs or {}).get("faces")}}  # fmt: skip
-        if main and (path := state.store.path_of(task.id, main)) is not None:
+        if main and (stored := stats.get((task.id, main))) is not None:
             result["mesh_url"] = f"{base_url}api/v1/system/jobs/{task.id}/download"
-            result["mesh_file_info"] = _file_info(path, main)
-        if thumb and (path := state.store.path_of(task.id, thumb)) is not None:
+            result["mesh_file_info"] = _file_info(stored, main)
+        if thumb and (stored := stats.get((task.id, thumb))) is not None:
             result["thumbnail_url"] = f"{base_url}api/v1/system/jobs/{task.id}/thumbnail"
-            result["thumbnail_file_info"] = _file_info(path, thumb)
+            result["thumbnail_file_info"] = _file_info(stored, thumb)
         if parts := (task.outputs or {}).get("parts"):
             result["num_parts"] = parts.get("num_parts")
     error = (task.task_error or {}).get("message") if status == "failed" else None
@@ -422,7 +432,8 @@ async def job_history(
     tasks = await task_service.list_window(session, account_id=principal.account_id, types=list(KINDS), offset=offset,
                                            limit=limit + 1)  # fmt: skip
     base = _base_url(state, request)
-    jobs = [_job(t, state, base) for t in tasks[:limit]]
+    stats = await _stats(state, tasks[:limit])
+    jobs = [_job(t, state, base, stats) for t in tasks[:limit]]
     body: dict[str, Any] = {}
     if status and status not in STATUS.values():
         jobs, body["error"] = [], f"Invalid status: {status}. Valid statuses: {', '.join(STATUS.values())}"
@@ -436,7 +447,8 @@ async def job_history(
 @router.get("/system/jobs/{job_id}", responses=error_responses(401, 404, 429))
 async def job_status(job_id: str, request: Request, principal: ApiKeyAuth, session: ReadSession, state: State) -> dict:
     """A job (any task of the caller's) in the gateway's shape."""
-    return _job(await _task(session, principal, job_id), state, _base_url(state, request))
+    task = await _task(session, principal, job_id)
+    return _job(task, state, _base_url(state, request), await _stats(state, [task]))
 
 
 async def _send(
@@ -445,7 +457,7 @@ async def _send(
     status = STATUS.get(task.status, task.status.lower())
     if status != "completed":
         raise JobNotDone(f"Job is not completed yet. Current status: {status}")
-    path = state.store.path_of(task.id, name) if name else None
+    path = await asyncio.to_thread(state.store.path_of, task.id, name) if name else None  # S3: via the cache
     if path is None:
         raise NotFound(f"No {what} available for this job")
     suffix = path.suffix.lower()
@@ -500,12 +512,11 @@ async def job_info(job_id: str, principal: ApiKeyAuth, session: ReadSession, sta
     main, thumb = _output(task) if status == "completed" else (None, None)
     if not main:
         return {"job_id": str(task.id), "status": status, "has_result": False, "message": "No result available"}
-    path = state.store.path_of(task.id, main)
-    info = _file_info(path, main)
-    if path is not None:
-        stat = path.stat()
-        info |= {"created_time": datetime.fromtimestamp(stat.st_ctime).isoformat(),
-                 "modified_time": datetime.fromtimestamp(stat.st_mtime).isoformat(), "file_exists": True}  # fmt: skip
+    stored = await asyncio.to_thread(state.store.stat, task.id, main)
+    info = _file_info(stored, main)
+    if stored is not None:  # when it was published (the files are never changed afterwards)
+        stamp = datetime.fromtimestamp(stored.modified).isoformat()
+        info |= {"created_time": stamp, "modified_time": stamp, "file_exists": True}
     elapsed = (task.finished_at - task.started_at).total_seconds() if task.finished_at and task.started_at else None
     links = f"/api/v1/system/jobs/{task.id}"
     return {

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.api import tokens
 from app.api.render import AssetLinks
 from app.api.state import AppState
+from app.core import logs
 from app.core.errors import Unauthorized
 from app.core.ids import parse_id
 from billing import service as billing_service
@@ -70,6 +71,7 @@ async def get_principal(
         # Give the connection back now (the session stays usable): a create waiting on its account lock must
         # not hold a second connection for the whole request.
         await session.close()
+    logs.set_account(principal.account_id)
     if state.settings.rate_limits:
         await state.limiter.hit(principal.account_id, principal.requests_per_second)
     return principal
@@ -113,6 +115,7 @@ async def get_stream_caller(
         await session.close()  # a stream runs for minutes: it must not keep a connection checked out
     if principal is None:
         return StreamCaller(None, "Invalid stream token")
+    logs.set_account(principal.account_id)
     if state.settings.rate_limits:
         await state.limiter.hit(principal.account_id, principal.requests_per_second)
     return StreamCaller(principal)

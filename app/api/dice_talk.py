@@ -7,6 +7,7 @@ and tenant isolation are the Meshy routes'; errors carry the service's `error` b
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import replace
 from datetime import datetime
@@ -144,7 +145,7 @@ async def synthesis_download(task_id: str, principal: ApiKeyAuth, session: ReadS
     if task.status != TaskStatus.SUCCEEDED.value:
         raise BadRequest("Task not completed yet")
     name = ((task.outputs or {}).get("result") or {}).get("video_url", "")
-    path = state.store.path_of(task.id, name)
+    path = await asyncio.to_thread(state.store.path_of, task.id, name)  # S3: through the local cache
     if path is None:
         raise NotFound("Result file not found")
     return FileResponse(path, media_type="video/mp4", filename=f"{task.id}.mp4")

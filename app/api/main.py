@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import logging
-import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +25,7 @@ from app.api import (
     dice_talk,
     health,
     motion_service,
+    observability,
     playground,
     stream_tokens,
     testmode,
@@ -33,26 +34,18 @@ from app.api.catalog import RESOURCES
 from app.api.errors import install_error_handlers, install_openapi
 from app.api.resources import resource_router
 from app.api.state import AppState
-from app.api.v1 import animation_library, asset_search, balance, capabilities
-from app.core.assets import AssetStore, UrlSigner
+from app.api.v1 import animation_library, asset_search, balance, capabilities, webhooks
+from app.core import logs, metrics
+from app.core.assets import UrlSigner
 from app.core.config import Settings, get_settings
 from app.core.db import open_checked_engine, reader, sessionmaker
+from app.core.logs import RedactSecrets
 from app.core.queue import ArqQueue
 from app.core.registry import load_registry
+from app.core.storage import store_from_settings
 from app.tasks.events import Snapshot, TaskEventHub
 from app.tasks.repository import TaskRepository
 from billing.quotas import RateLimiter
-
-_TOKEN_QUERY = re.compile(r"([?&](?:token|Signature)=)[^&\s]+")
-
-
-class RedactSecrets(logging.Filter):
-    """Stream tokens and URL signatures ride in query strings; keep them out of access logs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(_TOKEN_QUERY.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args)
-        return True
 
 
 def asyncpg_dsn(sqlalchemy_url: str) -> str:
@@ -64,6 +57,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("DATABASE_URL and REDIS_URL must be set (`meshfoundry up` sets both)")
+    logs.configure(settings.log_style, settings.log_level)  # unless uvicorn's --log-config (or a test) did
+    metrics.sweep_dead_processes()
     engine = await open_checked_engine(settings.database_url)
     maker = sessionmaker(engine)
     read = reader(engine)
@@ -82,8 +77,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     await hub.start()
     queue = await ArqQueue.connect(settings.redis_url, settings.queue_name)
     secret = settings.secret()
-    store = AssetStore(settings.assets_path)
-    testmode.install_assets(store)
+    store = store_from_settings(settings)
+    await asyncio.to_thread(testmode.install_assets, store)  # S3: a few requests; off the loop
     app.state.mf = AppState(
         settings=settings, engine=engine, sessionmaker=maker, reader=read, redis=queue.redis, queue=queue,
         hub=hub,
@@ -123,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_openapi(app)
     app.include_router(health.router)
+    app.include_router(observability.router)  # /metrics, outside the OpenAPI schema
     app.include_router(animation_library.router)  # before the `animations` resource: /animations/library
     app.include_router(motion_service.router)
     app.include_router(aigc.router)  # 3DAIGC-API's routes, over the same tasks
@@ -135,11 +131,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(capabilities.router)
     app.include_router(asset_search.router)
     app.include_router(stream_tokens.router)
+    app.include_router(webhooks.router)
     app.include_router(admin.router, include_in_schema=app.state.settings.admin_token is not None)  # off: hidden
     playground.mount(app)
     app.include_router(assets.router)
 
     app.add_middleware(BodyLimit, settings=app.state.settings)
+    app.add_middleware(observability.Observe)  # inside MeshyHeaders: it logs the request id that one chose
     app.add_middleware(MeshyHeaders)
     app.add_middleware(comfy.PathAliases)  # /proxy/meshy/..., /v1/..., /v2/... -> the routes
     origins = app.state.settings.cors_allow_origins

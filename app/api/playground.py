@@ -1,4 +1,4 @@
-"""The playground and the API docs UI: static pages served from vendored files (no CDN, no build step)."""
+"""The playground, the studio and the API docs UI: static pages served from vendored files (no CDN, no build step)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,12 @@ async def playground() -> FileResponse:
     return FileResponse(STATIC / "playground" / "index.html", media_type="text/html")
 
 
+@router.get("/studio", include_in_schema=False)
+async def studio() -> FileResponse:
+    """The studio: every resource in the browser, from a photo or a prompt to a rigged, animated character."""
+    return FileResponse(STATIC / "studio" / "index.html", media_type="text/html")
+
+
 @router.get("/docs", include_in_schema=False)
 async def swagger_ui() -> HTMLResponse:
     """Swagger UI from vendored files, so the API docs work without internet access."""
@@ -40,5 +46,6 @@ async def swagger_ui() -> HTMLResponse:
 def mount(app: FastAPI) -> None:
     app.include_router(router)
     app.mount("/playground/static", StaticFiles(directory=STATIC / "playground"), name="playground-static")
+    app.mount("/studio/static", StaticFiles(directory=STATIC / "studio"), name="studio-static")
     # model-viewer (with three.js) from the npm registry, vendored so the page works offline; see vendor/README.md
     app.mount("/playground/vendor", StaticFiles(directory=STATIC / "vendor"), name="playground-vendor")

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api import testmode
+from app.api.admission import admit_task
 from app.api.comfy import inline_uploads, names_uploads
 from app.api.deps import ApiKeyAuth, DbSession, Links, ReadSession, State, StreamAuth
 from app.api.errors import error_responses
@@ -33,8 +34,9 @@ from app.api.retrieval import Retrieve, find_match, stage
 from app.api.sse import error_stream, open_task_stream
 from app.api.state import AppState
 from app.api.v2.schemas import TaskCreated
+from app.core import logs, metrics
+from app.core.assets import Staged
 from app.core.ids import new_id, parse_id
-from app.search import service as search_service
 from app.tasks import service as task_service
 from app.tasks.errors import TaskNotFound
 from app.tasks.models import Task
@@ -115,7 +117,8 @@ async def create_from(resource: Resource, body: Any, principal: Principal, sessi
         if replay is not None:
             return str(replay.id)
     task_id = new_id()
-    stored = staged = False
+    stored = False
+    staged: Staged | None = None
     try:
         # ComfyUI names its uploads by their download URLs: the caller's own are read from the store, not fetched.
         if names_uploads(body):  # reads files: off the loop, and only when a body names an upload
@@ -126,13 +129,16 @@ async def create_from(resource: Resource, body: Any, principal: Principal, sessi
             if prepared.retrieve is not None:
                 match = await find_match(session, state, principal.account_id, prepared.retrieve)
                 if match is not None:
-                    staged = True  # staged under the new task's id: removed below if anything fails
-                    outputs = await asyncio.to_thread(stage, state, match, task_id)
-                    match = match if outputs is not None else None
+                    found = await asyncio.to_thread(stage, state, match, task_id)
+                    if found is not None:  # staged under the new task's id: dropped below unless committed
+                        outputs, staged = found
+                    match = match if found is not None else None
                 if match is not None:
                     prepared.variant = "retrieved"
                     prepared.params = {**prepared.params, "retrieved_from": match.described()}
                     prepared.files = {}  # nothing will be generated from them
+            if match is None:  # a worker will run it: refused now if none can, 503 if all that can are full
+                await admit_task(state, prepared.task_type, prepared.params)
             price = price_of(
                 prepared.task_type, prepared.params.get("ai_model", ""), state.settings.credit_prices,
                 variant=prepared.variant,
@@ -145,26 +151,35 @@ async def create_from(resource: Resource, body: Any, principal: Principal, sessi
             if prepared.files and not created.replayed:
                 stored = True  # inputs are in place before the commit makes the task visible to a worker
                 await asyncio.to_thread(_store_inputs, state, task_id, prepared.files)
-            if match is not None and outputs is not None and not created.replayed:
+            if match is not None and outputs is not None and staged is not None and not created.replayed:
                 stored = True  # the files are in place before the commit shows the task SUCCEEDED
-                await asyncio.to_thread(search_service.commit_staged, state.store, task_id)
+                await asyncio.to_thread(state.store.commit, staged)
                 await task_service.complete_at_once(
                     session, task=created.task, outputs=outputs, retention_s=state.settings.asset_retention_s
                 )
+                _observe_created(created.task, finished=True)
                 return str(created.task.id)
     except BaseException:
         if stored:
             await asyncio.to_thread(state.store.delete, task_id)
         raise
     finally:
-        if staged:  # committed (renamed away) or abandoned: nothing of it may stay
-            await asyncio.to_thread(search_service.discard_staged, state.store, task_id)
+        if staged is not None:  # committed, or abandoned: an uncommitted stage must not stay
+            await asyncio.to_thread(state.store.discard, staged)
     if not created.replayed:
+        _observe_created(created.task)
         try:
             await state.queue.enqueue(created.task.id, created.task.pool, created.task.queued_at)
         except Exception:  # the task exists and is paid for: the reaper enqueues it once Redis is back
             log.exception("enqueue of task %s failed; the reaper will retry", created.task.id)
     return str(created.task.id)
+
+
+def _observe_created(task: Task, *, finished: bool = False) -> None:
+    logs.set_task(task.id)
+    metrics.task_created(task.type)
+    if finished:  # answered from a match: SUCCEEDED at once
+        metrics.task_finished(task.type, "SUCCEEDED")
 
 
 def _store_inputs(state: AppState, task_id: uuid.UUID, files: dict[str, bytes]) -> None:
@@ -186,7 +201,7 @@ def resource_router(resource: Resource) -> APIRouter:
 
     @router.post(
         "", status_code=status.HTTP_202_ACCEPTED, operation_id=f"create_{op}", summary=resource.summary or None,
-        responses=error_responses(400, 401, 402, 404, 409, 413, 429),
+        responses=error_responses(400, 401, 402, 404, 409, 413, 429, 503),
     )  # fmt: skip
     async def create(
         body: Annotated[resource.request, Body()],  # type: ignore[name-defined]

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.state import AppState
+from app.core.assets import Staged
 from app.core.errors import BadRequest
 from app.core.fetch import FetchRefused, fetch
 from app.search import service as search_service
@@ -93,12 +94,12 @@ async def find_match(session: AsyncSession, state: AppState, account_id: uuid.UU
     return Match(hit, source)
 
 
-def stage(state: AppState, match: Match, task_id: uuid.UUID) -> dict[str, Any] | None:
-    """Stage the asset's files for the new task; its outputs, or None when the files are gone (a source task
-    deleted since the search): the request then generates as usual."""
+def stage(state: AppState, match: Match, task_id: uuid.UUID) -> tuple[dict[str, Any], Staged] | None:
+    """Stage the asset's files for the new task; its outputs and the stage to commit, or None when the files are
+    gone (a source task deleted since the search): the request then generates as usual."""
     try:
-        search_service.stage_files(state.store, match.hit.asset, task_id)
+        _, staged = search_service.stage_files(state.store, match.hit.asset, task_id)
     except OSError:
         log.warning("retrieve-before-generate: the files of asset %s are gone; generating instead", match.hit.asset.id)
         return None
-    return search_service.outputs_for(match.hit.asset, match.source_task)
+    return search_service.outputs_for(match.hit.asset, match.source_task), staged

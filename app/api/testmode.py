@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -180,17 +181,22 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 def install_assets(store: AssetStore) -> None:
-    """Copy the packaged sample files into the asset store, so sample URLs download like any other."""
+    """Publish the packaged sample files into the asset store (the local folder or the bucket), so sample URLs
+    download like any other; a sample whose files are all there already is left alone."""
     for task in SAMPLES.values():
-        target = store.task_dir(task.id)
         source = ASSETS / task.outputs["folder"]
-        if target.is_dir() and {p.name for p in source.iterdir()} <= {p.name for p in target.iterdir()}:
+        names = sorted(p.name for p in source.iterdir() if p.is_file())
+        if set(names) <= set(store.files_of(task.id) or ()):
             continue
-        shutil.rmtree(target, ignore_errors=True)  # an older sample set: replace it
-        staging = target.with_name(f".{task.id}.{uuid.uuid4().hex[:8]}.tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(source, staging, copy_function=_link_or_copy)
+        work = store.root / ".work"
+        work.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{task.id}-", dir=work))
         try:
-            staging.rename(target)
-        except OSError:  # another API process installed them first
+            for name in names:
+                _link_or_copy(str(source / name), str(staging / name))
+            try:
+                store.publish(task.id, staging, names)  # an older sample set is replaced whole
+            except OSError:  # another API process installed them first
+                continue
+        finally:
             shutil.rmtree(staging, ignore_errors=True)

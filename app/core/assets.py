@@ -1,4 +1,11 @@
-"""Asset storage on the local disk and the signed, expiring URLs that serve it without a bearer key."""
+"""Asset storage (a local directory by default) and the signed, expiring URLs that serve it without a bearer key.
+
+A store keeps each task's published files, the inputs a caller sent inline at create, and a local area under `root`
+for work folders and caches. Publishing takes two steps, so that a task's files change only while its row is locked
+by the compare-and-set that finishes it: `stage` gathers (or uploads) one attempt's files out of sight, then
+`commit` makes them the task's whole set at once; `discard` drops a stage that lost. `app.core.s3_assets` holds the
+S3-compatible store and `app.core.storage` picks one from settings.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,8 @@ import os
 import re
 import shutil
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -33,6 +42,32 @@ def valid_filename(name: str) -> bool:
     return bool(_FILENAME.match(name)) and ".." not in name
 
 
+def content_type(filename: str) -> str:
+    return CONTENT_TYPES.get(os.path.splitext(filename)[1].lower(), "application/octet-stream")
+
+
+def check_names(filenames: list[str]) -> None:
+    for name in filenames:
+        if not valid_filename(name):
+            raise ValueError(f"unsafe asset name {name!r}")
+
+
+@dataclass
+class Staged:
+    """One publish of `task_id`, gathered but not yet visible; `AssetStore.commit` makes it the task's files."""
+
+    task_id: uuid.UUID
+    files: dict[str, int]  # name -> size in bytes
+    location: str  # the local store's staging folder; the S3 store's generation
+    committed: bool = False
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    size: int
+    modified: float  # epoch seconds
+
+
 class AssetStore:
     """Task assets under `<root>/<task id>/<file>`; every path is checked to stay inside the root."""
 
@@ -43,7 +78,7 @@ class AssetStore:
         return self.root / str(task_id)
 
     def path_of(self, task_id: uuid.UUID, filename: str) -> Path | None:
-        """The file's path, or None when the name is unsafe or the file is missing."""
+        """A local path to the file, or None when the name is unsafe or the file is missing."""
         if not valid_filename(filename):
             return None
         path = (self.task_dir(task_id) / filename).resolve()
@@ -51,29 +86,86 @@ class AssetStore:
             return None
         return path
 
-    def publish(self, task_id: uuid.UUID, source_dir: Path, filenames: list[str]) -> None:
-        """Make `filenames` (from `source_dir`, on the same filesystem) the task's whole directory.
+    def stat(self, task_id: uuid.UUID, filename: str) -> StoredFile | None:
+        """Size and time of a published file, without reading it; None when it is missing."""
+        path = self.path_of(task_id, filename)
+        if path is None:
+            return None
+        info = path.stat()
+        return StoredFile(info.st_size, info.st_mtime)
 
-        The files are gathered in a staging folder, then renamed into place; whatever an earlier attempt left
-        there is replaced, not merged, so a task's directory always holds exactly one attempt's files.
-        """
-        for name in filenames:
-            if not valid_filename(name):
-                raise ValueError(f"unsafe asset name {name!r}")
+    def files_of(self, task_id: uuid.UUID) -> list[str] | None:
+        """The names of the task's published files, or None when it has none."""
+        folder = self.task_dir(task_id)
+        if not folder.is_dir():
+            return None
+        return sorted(p.name for p in folder.iterdir() if p.is_file() and valid_filename(p.name))
+
+    def stage(self, task_id: uuid.UUID, source_dir: Path, filenames: list[str]) -> Staged:
+        """Gather `filenames` (moved out of `source_dir`, which is on the root's filesystem) for one publish."""
+        check_names(filenames)
         staging = source_dir / ".publish"
         staging.mkdir()
         for name in filenames:
             os.replace(source_dir / name, staging / name)
-        target = self.task_dir(task_id)
+        return Staged(task_id, {name: (staging / name).stat().st_size for name in filenames}, str(staging))
+
+    def stage_copy(self, source_id: uuid.UUID, task_id: uuid.UUID, filenames: list[str] | None = None) -> Staged:
+        """Stage another task's (or library asset's) published files, all of them or `filenames`, for `task_id`:
+        hard links where possible. FileNotFoundError when they are gone, with nothing left behind."""
+        source = self.task_dir(source_id)
+        staging = self.root / f".{task_id}.reuse"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            names = filenames if filenames is not None else self.files_of(source_id)
+            if names is None:
+                raise FileNotFoundError(f"no files under {source_id}")
+            check_names(names)
+            staging.mkdir(parents=True)
+            for name in names:
+                try:
+                    os.link(source / name, staging / name)
+                except FileNotFoundError:
+                    raise
+                except OSError:  # another filesystem, or links not allowed
+                    shutil.copy2(source / name, staging / name)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return Staged(task_id, {name: (staging / name).stat().st_size for name in names}, str(staging))
+
+    def commit(self, staged: Staged) -> None:
+        """Make the staged files the task's whole directory: whatever was there before is replaced, not merged."""
+        staging = Path(staged.location)
+        target = self.task_dir(staged.task_id)
         if target.exists():
-            leftover = source_dir / ".replaced"
+            leftover = staging.with_name(staging.name + ".replaced")
             os.replace(target, leftover)
             shutil.rmtree(leftover, ignore_errors=True)
         os.replace(staging, target)
+        staged.committed = True
+
+    def discard(self, staged: Staged) -> None:
+        """Drop a stage that was not committed (a lost compare-and-set, a failed create)."""
+        if not staged.committed:
+            shutil.rmtree(staged.location, ignore_errors=True)
+
+    def publish(self, task_id: uuid.UUID, source_dir: Path, filenames: list[str]) -> None:
+        """Stage and commit at once, for callers that hold no task row (library imports, samples)."""
+        self.commit(self.stage(task_id, source_dir, filenames))
 
     def delete(self, task_id: uuid.UUID) -> None:
         shutil.rmtree(self.task_dir(task_id), ignore_errors=True)
-        shutil.rmtree(self.inputs_dir(task_id), ignore_errors=True)
+        self.delete_inputs(task_id)
+
+    def task_ids(self) -> list[uuid.UUID]:
+        """Every id that has published files (tasks, library assets, samples)."""
+        return list(_uuid_names(self.root))
+
+    def sweep_unreferenced(self, older_than: datetime) -> int:
+        """Remove staged uploads that no publish references; a local publish renames whole folders, so none."""
+        del older_than
+        return 0
 
     # Inputs a caller sent inline (data: URIs) are stored at create time, apart from the outputs: a publish
     # replaces the output folder whole, and inputs are never served back.
@@ -96,6 +188,31 @@ class AssetStore:
         if path.parent != self.inputs_dir(task_id).resolve() or not path.is_file():
             return None
         return path
+
+    def input_ids(self) -> dict[uuid.UUID, float]:
+        """Every id with stored inputs, and when they were stored (epoch seconds)."""
+        folder = self.root / ".inputs"
+        return {task_id: _mtime(folder / str(task_id)) for task_id in _uuid_names(folder)}
+
+    def delete_inputs(self, task_id: uuid.UUID) -> None:
+        shutil.rmtree(self.inputs_dir(task_id), ignore_errors=True)
+
+
+def _uuid_names(folder: Path) -> list[uuid.UUID]:
+    ids = []
+    for entry in folder.iterdir() if folder.is_dir() else ():
+        try:
+            ids.append(uuid.UUID(entry.name))
+        except ValueError:
+            continue
+    return ids
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 class UrlSigner:

@@ -19,6 +19,21 @@ class Environment(StrEnum):
     production = "production"
 
 
+class AssetStoreKind(StrEnum):
+    local = "local"
+    s3 = "s3"
+
+
+class S3UrlMode(StrEnum):
+    redirect = "redirect"
+    proxy = "proxy"
+
+
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
 def normalize_database_url(url: str) -> str:
     """Give a plain `postgresql://` URL the asyncpg driver SQLAlchemy needs."""
     for prefix in ("postgres://", "postgresql://"):
@@ -57,6 +72,39 @@ class Settings(BaseSettings):
     asset_dir: Path | None = Field(None, description="Where task assets are stored. Default: <home>/assets.")
     asset_retention_s: int = Field(
         259_200, description="How long assets stay downloadable after a task finishes (Meshy: 3 days)."
+    )
+    asset_store: AssetStoreKind = Field(
+        AssetStoreKind.local,
+        description="Where task files are published: `local` (the asset directory: one host, or a filesystem every "
+        "host mounts) or `s3` (an S3-compatible bucket that every API and worker host reaches; see deployment docs).",
+    )
+    s3_bucket: str | None = Field(None, description="The bucket of the `s3` asset store (required with it).")
+    s3_prefix: str = Field("", description="Key prefix inside the bucket, e.g. `meshfoundry/prod`.")
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 API endpoint (MinIO, Ceph, R2, ...). Unset: AWS S3 in S3_REGION."
+    )
+    s3_public_endpoint_url: str | None = Field(
+        None,
+        description="The S3 endpoint as clients reach it, when it differs from S3_ENDPOINT_URL (an internal address): "
+        "redirect URLs are presigned for it.",
+    )
+    s3_region: str | None = Field(None, description="The bucket's region. Unset: boto3's chain (AWS_REGION, ...).")
+    s3_access_key_id: str | None = Field(
+        None, description="S3 access key. Unset: boto3's standard chain (AWS_* variables, ~/.aws, instance role)."
+    )
+    s3_secret_access_key: SecretStr | None = Field(None, description="S3 secret key, with S3_ACCESS_KEY_ID.")
+    s3_url_mode: S3UrlMode = Field(
+        S3UrlMode.redirect,
+        description="How a signed /assets URL delivers a file from S3: `redirect` (302 to a short-lived presigned URL "
+        "on the bucket: no bytes through the API) or `proxy` (the API streams the object, Range included).",
+    )
+    s3_presign_ttl_s: int = Field(
+        300, description="Lifetime of a presigned redirect URL, in seconds (never past the asset URL's own expiry)."
+    )
+    s3_cache_max_bytes: int = Field(
+        2 * 1024**3,
+        description="Bound of each host's local cache of files read back from S3 (workers reading earlier tasks' "
+        "outputs and inputs, the API's file-based downloads).",
     )
     queue_name: str = Field("arq:queue", description="arq queue name; tests give each run its own.")
     worker_poll_delay_s: float = Field(0.1, description="How often an idle worker polls Redis for jobs.")
@@ -97,6 +145,26 @@ class Settings(BaseSettings):
     fetch_allow_private: bool = Field(
         False, description="Let URL inputs reach private and loopback addresses (never in production: SSRF)."
     )
+    webhook_allow_local: bool = Field(
+        False,
+        description="Let webhooks use http and reach private and loopback addresses, for a receiver on this machine "
+        "in development and tests (never in production: SSRF).",
+    )
+    webhook_timeout_s: float = Field(10.0, description="Time limit for one webhook delivery attempt.")
+    webhook_retry_schedule_s: list[float] = Field(
+        default_factory=lambda: [5, 30, 120, 300, 600, 1200, 1800],
+        description="Seconds to wait after each failed webhook delivery attempt before the next (JSON list); "
+        "after the last one the change is given up (the default: 8 attempts over about 68 minutes).",
+    )
+    webhook_disable_after_failures: int = Field(
+        1000, description="A webhook whose delivery attempts failed this many times in a row is disabled."
+    )
+    webhook_disable_after_s: float = Field(
+        86_400.0, description="A webhook with no successful delivery for this long since it began failing is disabled."
+    )
+    webhook_poll_interval_s: float = Field(
+        1.0, description="How often each worker looks for webhook deliveries that are due."
+    )
     models_dir: Path | None = Field(
         None,
         validation_alias="MESHFOUNDRY_MODELS_DIR",
@@ -126,8 +194,24 @@ class Settings(BaseSettings):
         "", description="GPU indexes for `meshfoundry up`, e.g. `0,1`: one `gpu`-pool worker per GPU, each seeing only "
         "its own device (CUDA_VISIBLE_DEVICES).",
     )  # fmt: skip
-    vram_budget_gb: float = Field(
-        20.0, description="GPU memory the worker's resident models may use; least recently used ones are unloaded."
+    vram_budget_gb: float | None = Field(
+        None,
+        description="GPU memory (GB) a worker's models and jobs may use; least recently used idle models are unloaded "
+        "to make room. Unset: a worker started for a GPU (MESHFOUNDRY_GPU, `meshfoundry worker --gpu N`) measures "
+        "the device's free memory at start minus VRAM_MARGIN_GB; any other worker assumes 20.",
+    )
+    vram_margin_gb: float = Field(
+        1.0, description="GPU memory left out of a measured VRAM budget (allocator fragmentation, other processes)."
+    )
+    gpu_affinity_window_s: float = Field(
+        300.0,
+        description="Aging bound of GPU job selection: a worker prefers jobs for models it holds, but never starts a "
+        "job that entered the queue this many seconds or more after one still waiting that it could run. 0: FIFO.",
+    )
+    admission_queue_bound: int = Field(
+        20,
+        description="Queued jobs per worker able to run a model beyond which a create for it answers 503 with "
+        "Retry-After (only while live workers publish their state). 0: never.",
     )
     sse_keepalive_s: float = Field(10.0, description="Seconds between keep-alive events on a task stream.")
     sse_max_lifetime_s: float = Field(3600.0, description="A task stream is closed after this long.")
@@ -147,8 +231,21 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(
         None, description="Bearer token for the /admin endpoints; unset (the default) keeps them switched off."
     )
+    metrics_enabled: bool = Field(
+        True,
+        description="Serve Prometheus metrics at /metrics (docs/observability.md). They hold no secrets: route "
+        "templates, task types, pools, counts and durations. Off: /metrics is a 404.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="When set (at least 16 characters), /metrics asks for `Authorization: Bearer <token>`."
+    )
+    log_format: LogFormat | None = Field(
+        None, description="`text` or `json` (one object per line, for log collectors). Unset: json in production, "
+        "text otherwise.",
+    )  # fmt: skip
+    log_level: str = Field("INFO", description="Lowest level logged: DEBUG, INFO, WARNING or ERROR.")
 
-    @field_validator("secret_key", "admin_token", mode="before")
+    @field_validator("secret_key", "admin_token", "s3_secret_access_key", "metrics_token", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `ADMIN_TOKEN=` in an env file must not mean "the empty string opens /admin".
@@ -175,9 +272,31 @@ class Settings(BaseSettings):
             raise ValueError("MESHFOUNDRY_SECRET_KEY must be set in production, at least 32 characters")
         if self.admin_token is not None and len(self.admin_token.get_secret_value()) < 16:
             raise ValueError("ADMIN_TOKEN must be at least 16 characters")
+        if self.metrics_token is not None and len(self.metrics_token.get_secret_value()) < 16:
+            raise ValueError("METRICS_TOKEN must be at least 16 characters")
         if self.app_env == Environment.production and self.fetch_allow_private:
             raise ValueError("FETCH_ALLOW_PRIVATE must not be set in production")
+        if self.app_env == Environment.production and self.webhook_allow_local:
+            raise ValueError("WEBHOOK_ALLOW_LOCAL must not be set in production")
+        if self.asset_store == AssetStoreKind.s3 and not self.s3_bucket:
+            raise ValueError("ASSET_STORE=s3 needs S3_BUCKET")
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError("S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY go together (or leave both to boto3's chain)")
         return self
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _known_level(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            return value.strip().upper()
+        raise ValueError("LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+
+    @property
+    def log_style(self) -> LogFormat:
+        """LOG_FORMAT, or its default for the environment."""
+        if self.log_format is not None:
+            return self.log_format
+        return LogFormat.json if self.app_env == Environment.production else LogFormat.text
 
     @property
     def models_path(self) -> Path:

@@ -88,7 +88,7 @@ def _public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-async def _resolve_public(host: str, port: int) -> list[str]:
+async def resolve_public(host: str, port: int) -> list[str]:
     """Every address of `host`, in the resolver's preference order, if all of them are public."""
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -157,8 +157,8 @@ async def _download(url: str, *, allowed: tuple[str, ...] | None, max_bytes: int
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise FetchRefused("only http(s) URLs and data URIs are accepted")
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            addresses = [parts.hostname] if allow_private else await _resolve_public(parts.hostname, port)
-            response = await _connect_any(client, parts, port, addresses)
+            addresses = [parts.hostname] if allow_private else await resolve_public(parts.hostname, port)
+            response = await connect_any(client, parts, port, addresses)
             try:
                 if response.is_redirect and "location" in response.headers:
                     url = urljoin(url, response.headers["location"])
@@ -179,20 +179,28 @@ async def _download(url: str, *, allowed: tuple[str, ...] | None, max_bytes: int
     raise FetchRefused("too many redirects")
 
 
-async def _connect_any(
-    client: httpx.AsyncClient, parts: SplitResult, port: int, addresses: list[str]
+async def connect_any(
+    client: httpx.AsyncClient,
+    parts: SplitResult,
+    port: int,
+    addresses: list[str],
+    *,
+    method: str = "GET",
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
-    """GET from the first checked address that answers; Host and TLS SNI still name the original host."""
+    """Send to the first checked address that answers (GET by default; webhooks POST); Host and TLS SNI still name
+    the original host. The response is streamed: the caller closes it."""
     error: Exception | None = None
     for address in addresses:
         host = f"[{address}]" if ":" in address else address
         target = parts._replace(netloc=f"{host}:{port}").geturl()
         request = client.build_request(
-            "GET", target, headers={"Host": parts.netloc.rsplit("@", 1)[-1]},
-            extensions={"sni_hostname": parts.hostname},
+            method, target, headers={**(headers or {}), "Host": parts.netloc.rsplit("@", 1)[-1]},
+            content=content, extensions={"sni_hostname": parts.hostname},
         )  # fmt: skip
         try:
             return await client.send(request, stream=True)
         except httpx.HTTPError as exc:  # e.g. an IPv6 address on an IPv4-only network: try the next one
             error = exc
-    raise FetchRefused(f"could not fetch the URL ({type(error).__name__})")
+    raise FetchRefused(f"could not reach the URL ({type(error).__name__})")

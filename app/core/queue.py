@@ -15,6 +15,8 @@ JOB_NAME = "generate_model"  # a wire contract between API and worker: rename bo
 # arq keeps a job's key for a day past its score; a score further back than this is clamped (a task that waited
 # that long is at the head of its queue anyway).
 OLDEST_SCORE = timedelta(hours=1)
+# How often a worker refreshes arq's `<queue>:health-check` key (its TTL is this + 1 s): /health and /metrics read it.
+HEALTH_CHECK_INTERVAL_S = 5
 
 
 def queue_for_pool(base: str, pool: str) -> str:

@@ -11,11 +11,8 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import os
-import shutil
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +21,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.assets import AssetStore, valid_filename
+from app.core.assets import AssetStore, Staged, valid_filename
 from app.core.config import Settings
 from app.search import encoders
 from app.search.models import Asset, AssetCollection
@@ -89,13 +86,13 @@ def _task_files(task: Task) -> dict[str, str]:
     return files
 
 
-def _views(folder: Path, outputs: dict[str, Any]) -> list[Image.Image]:
+def _views(store: AssetStore, task_id: uuid.UUID, outputs: dict[str, Any]) -> list[Image.Image]:
     names = list((outputs.get("thumbnails") or {}).values()) or ([outputs["thumbnail"]] if outputs.get("thumbnail")
                                                                  else [])  # fmt: skip
     images = []
     for name in names[:MAX_VIEWS]:
-        path = folder / name
-        if valid_filename(name) and path.is_file():
+        path = store.path_of(task_id, name)  # S3: downloaded into the local cache
+        if path is not None:
             with Image.open(path) as img:
                 images.append(img.convert("RGBA"))
     return images
@@ -121,7 +118,7 @@ async def index_task(session: AsyncSession, store: AssetStore, models: Models, t
         .returning(Asset.id)
     )  # fmt: skip
     asset_id = row.scalar_one()
-    views = await asyncio.to_thread(_views, store.task_dir(task.id), task.outputs or {})
+    views = await asyncio.to_thread(_views, store, task.id, task.outputs or {})
     await embed_asset(session, models, asset_id, caption, views)
     return await session.get(Asset, asset_id)
 
@@ -251,44 +248,14 @@ def decode_image(content: bytes) -> Image.Image:
         raise ValueError("the file is not a readable image") from exc
 
 
-def asset_folder(store: AssetStore, asset: Asset) -> Path:
-    """Where the asset's files are: its task's folder, or its own (keyed by the asset id) for a library asset."""
-    return store.task_dir(asset.task_id if asset.task_id is not None else asset.id)
-
-
-def _staging(store: AssetStore, task_id: uuid.UUID) -> Path:
-    return store.root / f".{task_id}.reuse"
-
-
-def stage_files(store: AssetStore, asset: Asset, task_id: uuid.UUID) -> dict[str, str]:
-    """Link (or copy) the asset's files into a staging folder for `task_id`; OSError when they are gone (a source
-    task deleted meanwhile), with nothing left behind. `commit_staged` moves them under the task."""
-    source = asset_folder(store, asset)
+def stage_files(store: AssetStore, asset: Asset, task_id: uuid.UUID) -> tuple[dict[str, str], Staged]:
+    """Stage the asset's files for `task_id` (hard links on disk, server-side copies on S3): its file map and the
+    stage to commit. OSError when they are gone (a source task deleted meanwhile), with nothing left behind."""
     files = dict(asset.files or {})
-    staging = _staging(store, task_id)
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        staging.mkdir(parents=True)
-        names = sorted({name for name in files.values() if valid_filename(name)})
-        if asset.task_id is not None:  # a generated model: its textures, views and video too
-            names = sorted({p.name for p in source.iterdir() if p.is_file() and valid_filename(p.name)})
-        for name in names:
-            try:
-                os.link(source / name, staging / name)
-            except OSError:
-                shutil.copy2(source / name, staging / name)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return files
-
-
-def commit_staged(store: AssetStore, task_id: uuid.UUID) -> None:
-    os.replace(_staging(store, task_id), store.task_dir(task_id))
-
-
-def discard_staged(store: AssetStore, task_id: uuid.UUID) -> None:
-    shutil.rmtree(_staging(store, task_id), ignore_errors=True)
+    source = asset.task_id if asset.task_id is not None else asset.id  # a library asset keeps files under its own id
+    # A generated model: all its files (textures, views, video too); a library asset: those its row lists.
+    names = None if asset.task_id is not None else sorted({n for n in files.values() if valid_filename(n)})
+    return files, store.stage_copy(source, task_id, names)
 
 
 def outputs_for(asset: Asset, source_task: Task | None) -> dict[str, Any]:

@@ -8,12 +8,29 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Uuid, and_, any_, bindparam, delete, func, literal, or_, select, text, tuple_, update
+from sqlalchemy import (
+    Select,
+    Uuid,
+    and_,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.tasks.models import IdempotencyKey, Task, TaskStatus
+from app.webhooks.models import Webhook, WebhookDelivery
 
 NOTIFY_CHANNEL = "task_events"
 
@@ -52,6 +69,32 @@ _GET_OWNED = select(Task).where(
 _GET_OWNED_FOR_UPDATE = _GET_OWNED.with_for_update()
 
 
+def _notify_statement() -> Any:
+    """`pg_notify` plus the webhook outbox rows of the change, as ONE statement (one round trip, as before webhooks).
+
+    The data-modifying CTE always runs: one outbox row per enabled webhook of the task's account, holding the row
+    as it is now (`to_jsonb(tasks)`) and its queue position; none, at the cost of an index probe, when the account
+    has no webhook.
+    """
+    ahead = aliased(Task)
+    preceding = select(func.count()).where(*_ahead_of(ahead, Task.pool, Task.queued_at, Task.id)).scalar_subquery()
+    rows = select(
+        Webhook.id,
+        Task.id,
+        func.to_jsonb(Task.__table__.table_valued()),
+        case((Task.status == TaskStatus.PENDING.value, preceding), else_=0),
+    ).where(Task.id == bindparam("task_id"), Webhook.account_id == Task.account_id, Webhook.enabled.is_(True))
+    outbox = (
+        insert(WebhookDelivery)
+        .from_select(["webhook_id", "task_id", "snapshot", "preceding_tasks"], rows)
+        .cte("webhook_outbox")
+    )
+    return select(func.pg_notify(bindparam("channel"), bindparam("payload"))).add_cte(outbox)
+
+
+_NOTIFY_AND_RECORD = _notify_statement()
+
+
 class TaskRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -66,6 +109,11 @@ class TaskRepository:
         if for_update:
             stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def runners_of(self, task_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+        """The runner of each task that exists (a GPU worker's job selection reads them for queued job ids)."""
+        rows = await self.session.execute(select(Task.id, Task.runner).where(Task.id.in_(task_ids)))
+        return {task_id: runner for task_id, runner in rows.all()}
 
     async def get_owned(
         self, task_id: uuid.UUID, account_id: uuid.UUID, types: Sequence[str], *, for_update: bool = False
@@ -196,9 +244,17 @@ class TaskRepository:
         result = await self.session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < before))
         return int(result.rowcount or 0)
 
-    async def notify(self, task: Task) -> None:
-        """Tell every API process the row changed; delivered on commit, so listeners see committed state."""
-        await self._notify({"id": str(task.id), "pool": task.pool, "status": task.status, "progress": task.progress})
+    async def notify(self, task: Task, *, webhooks: bool = True) -> None:
+        """Tell every API process the row changed; delivered on commit, so listeners see committed state.
+
+        With `webhooks`, the same statement writes the change to the account's webhook outbox (same transaction).
+        """
+        event = {"id": str(task.id), "pool": task.pool, "status": task.status, "progress": task.progress}
+        if not webhooks:
+            await self._notify(event)
+            return
+        params = {"channel": NOTIFY_CHANNEL, "payload": json.dumps(event), "task_id": task.id}
+        await self.session.execute(_NOTIFY_AND_RECORD, params)
 
     async def notify_deleted(self, task: Task) -> None:
         await self._notify({"id": str(task.id), "pool": task.pool, "deleted": True})

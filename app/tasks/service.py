@@ -114,7 +114,7 @@ async def create_task(
     )
     await repo.add(task)
     if task.queued_at < now:  # it enters ahead of waiting tasks: their streams' queue positions move
-        await repo.notify(task)
+        await repo.notify(task, webhooks=False)  # webhooks get changes, not creations (whatever the priority)
     await billing_service.charge(session, account_id=principal.account_id, task_id=task.id, amount=price)
     if idempotency is not None:
         await repo.remember_idempotency(principal.account_id, idempotency.key, idempotency.request_hash, task.id)

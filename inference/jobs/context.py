@@ -36,6 +36,8 @@ def task_error(message: str, kind: str = "server_error", code: str | None = None
 TIMED_OUT = task_error("The task timed out.", "timeout", "timeout")
 # One message however the exhaustion is noticed: by the reaper (stale heartbeat) or by a worker claiming the task.
 LOST_WORKER = task_error("The worker running this task stopped; retries are exhausted.")
+# A runner's CUDA out-of-memory error, again after idle models were unloaded (inference.runtime.OutOfGpuMemory).
+OUT_OF_MEMORY = task_error("The GPU ran out of memory for this task, again after freeing memory and retrying once.")
 
 
 class InvalidInput(Exception):

@@ -12,6 +12,7 @@ from typing import Any
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
+from app.core import metrics
 from app.core.clock import utcnow
 from app.core.queue import enqueue_task
 from app.tasks import service as task_service
@@ -43,12 +44,15 @@ async def reap_tasks(ctx: dict[str, Any]) -> dict[str, int]:
         async with job.sessionmaker() as session, session.begin():
             if await task_service.fail(session, task_id=task.id, error=TIMED_OUT, attempt=task.attempts):
                 counts["failed"] += 1
+                metrics.task_finished(task.type, "FAILED")
     requeued = []
     for task in stale:
         async with job.sessionmaker() as session, session.begin():
             if task.attempts >= settings.max_attempts:
                 done = await task_service.fail(session, task_id=task.id, error=LOST_WORKER, attempt=task.attempts)
                 counts["failed"] += done is not None
+                if done is not None:
+                    metrics.task_finished(task.type, "FAILED")
             else:
                 done = await task_service.requeue(session, task_id=task.id, attempt=task.attempts)
                 if done is not None:  # not one the deadline pass just failed, nor one that moved on

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.assets import AssetStore
+from app.core.assets import AssetStore, Staged
 from app.tasks import service as task_service
 from app.tasks.models import Task
 from inference.jobs.generate_model import _finish
@@ -108,17 +108,17 @@ async def test_a_commit_that_fails_after_the_move_leaves_no_files(
 
 
 class SlowStore(AssetStore):
-    """Publishes only when released, so a test can cancel the job in the middle of the move."""
+    """Commits only when released, so a test can cancel the job in the middle of the move."""
 
     def __init__(self, root: Path) -> None:
         super().__init__(root)
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def publish(self, task_id: uuid.UUID, source_dir: Path, filenames: list[str]) -> None:
+    def commit(self, staged: Staged) -> None:
         self.entered.set()
         assert self.release.wait(30)
-        super().publish(task_id, source_dir, filenames)
+        super().commit(staged)
 
 
 @pytest.mark.asyncio

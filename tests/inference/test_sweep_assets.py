@@ -44,7 +44,7 @@ async def test_sweep(settings, db) -> None:  # type: ignore[no-untyped-def]
     past = time.time() - settings.job_timeout_s - 7200
     os.utime(old_work, (past, past))
     job = job_context(settings, db, store)
-    assert await sweep_assets(job) == {"tasks": 2, "work": 1, "inputs": 0}
+    assert await sweep_assets(job) == {"tasks": 2, "work": 1, "inputs": 0, "unreferenced": 0}
     assert not store.task_dir(expired).exists() and not store.task_dir(failed).exists()
     assert store.task_dir(fresh).exists() and store.task_dir(unknown).exists()
     assert not old_work.exists() and new_work.exists()

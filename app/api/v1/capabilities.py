@@ -19,6 +19,7 @@ from app.api.deps import ApiKeyAuth, State
 from app.api.errors import error_responses
 from app.api.state import AppState
 from app.core.queue import queue_for_pool
+from app.core.workers import WorkerState, live_workers
 from billing.prices import price_of
 
 router = APIRouter(prefix="/openapi/v1/models", tags=["Capabilities"])
@@ -49,9 +50,49 @@ class ResourceInfo(BaseModel):
     models: list[ModelInfo]
 
 
+class ResidentModel(BaseModel):
+    runner: str
+    vram_gb: float
+    jobs: int  # running jobs using it (it cannot be unloaded meanwhile)
+
+
+class RunningJob(BaseModel):
+    runner: str | None
+    started_at: int  # epoch ms
+
+
+class WorkerInfo(BaseModel):
+    """A live worker as it last published itself (every few seconds; gone a few seconds after it stops)."""
+
+    worker_id: str
+    pool: str
+    gpu: int | None
+    device: str | None
+    budget_gb: float
+    total_gb: float | None
+    max_jobs: int
+    resident: list[ResidentModel]
+    running: list[RunningJob]
+    mean_job_s: float | None
+    counters: dict[str, int]
+    updated_at: int
+
+    @classmethod
+    def from_state(cls, state: WorkerState) -> WorkerInfo:
+        return cls(
+            worker_id=state.worker_id, pool=state.pool, gpu=state.gpu, device=state.device, budget_gb=state.budget_gb,
+            total_gb=state.total_gb, max_jobs=state.max_jobs,
+            resident=[ResidentModel(runner=m["runner"], vram_gb=m["vram_gb"], jobs=m.get("jobs", 0))
+                      for m in state.resident],
+            running=[RunningJob(runner=j.get("runner"), started_at=j.get("started_at", 0)) for j in state.running],
+            mean_job_s=state.mean_job_s, counters=state.counters, updated_at=state.updated_at,
+        )  # fmt: skip
+
+
 class Capabilities(BaseModel):
     resources: list[ResourceInfo]
     pools: dict[str, bool]
+    workers: list[WorkerInfo] = []  # GPU workers show their GPU, VRAM budget, resident models and running jobs
 
 
 @dataclass(frozen=True)
@@ -103,11 +144,21 @@ async def capabilities(state: AppState) -> Capabilities:
                 price_variants={v: price_of(row.task_type, row.ai_model, prices, variant=v) for v in variants},
             )  # fmt: skip
         )
-    return Capabilities(resources=list(by_resource.values()), pools=online)
+    return Capabilities(resources=list(by_resource.values()), pools=online, workers=await worker_infos(state))
+
+
+async def worker_infos(state: AppState) -> list[WorkerInfo]:
+    """The live workers' published states (Redis down: none, rather than fail the listing)."""
+    try:
+        states = await asyncio.wait_for(live_workers(state.redis, state.settings.queue_name), timeout=2.0)
+    except Exception:  # noqa: BLE001
+        return []
+    return [WorkerInfo.from_state(s) for s in states]
 
 
 @router.get("", responses=error_responses(401, 429))
 async def list_models(principal: ApiKeyAuth, state: State) -> Capabilities:
-    """Every resource's `ai_model` values: runner, pool, VRAM, whether a worker serves it now, and the price."""
+    """Every resource's `ai_model` values: runner, pool, VRAM, whether a worker serves it now, and the price; and
+    every live worker: its GPU, VRAM budget, resident models and running jobs."""
     del principal  # authenticated and rate-limited only
     return await capabilities(state)

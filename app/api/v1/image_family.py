@@ -66,7 +66,7 @@ async def _retrieve_image(
     """Search by the input image: the parent task's image, the inline one, or the URL (fetched SSRF-safely)."""
     assert body.retrieve_min_score is not None
     if parent is not None:
-        path = ctx.state.store.path_of(parent.id, parent.outputs["images"][0])
+        path = await asyncio.to_thread(ctx.state.store.path_of, parent.id, parent.outputs["images"][0])
         content = await asyncio.to_thread(path.read_bytes) if path is not None else None
         return Retrieve(body.retrieve_min_score, image=content)
     ref = media.refs["image_url"][0]

@@ -8,6 +8,7 @@ to publish, internal ones included (`character.npz` for a later animation, `moti
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,8 @@ async def rig(job: JobContext, task: Task, work_dir: Path, reporter: ProgressRep
     return StepResult(outputs, names)
 
 
-def _stored(job: JobContext, task_id: uuid.UUID | str | None, name: str, what: str) -> Path:
-    path = job.store.path_of(uuid.UUID(str(task_id)), name) if task_id else None
+async def _stored(job: JobContext, task_id: uuid.UUID | str | None, name: str, what: str) -> Path:
+    path = await asyncio.to_thread(job.store.path_of, uuid.UUID(str(task_id)), name) if task_id else None
     if path is None:
         raise InvalidInput(f"{what}: the task's results are no longer available (deleted or expired)")
     return path
@@ -51,10 +52,10 @@ def _stored(job: JobContext, task_id: uuid.UUID | str | None, name: str, what: s
 
 async def animate(job: JobContext, task: Task, work_dir: Path, reporter: ProgressReporter) -> StepResult:
     params = dict(task.params)
-    inputs: dict[str, Any] = {"character": _stored(job, task.parent_id, CHARACTER_DATA, "rig_task_id")}
+    inputs: dict[str, Any] = {"character": await _stored(job, task.parent_id, CHARACTER_DATA, "rig_task_id")}
     motion = params.get("_motion")
     if motion:
-        inputs["motion"] = _stored(job, motion["task_id"], motion["file"], "motion_task_id")
+        inputs["motion"] = await _stored(job, motion["task_id"], motion["file"], "motion_task_id")
     out_dir = work_dir / "out"
     artifacts = await run_runner(job, task, inputs, params, out_dir, reporter, 1, 99)
     meta = dict(artifacts.metadata)

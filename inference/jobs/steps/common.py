@@ -14,6 +14,7 @@ from app.core.fetch import FetchRefused, fetch
 from app.core.images import IMAGE_TYPES, inspect_image
 from app.tasks.models import Task
 from app.tasks.outputs import TaskOutputs
+from inference.jobs import observe
 from inference.jobs.context import InvalidInput, JobContext
 from inference.jobs.progress import ProgressReporter
 from inference.pipeline.deliverables import Deliverables, build_deliverables
@@ -38,7 +39,7 @@ async def input_images(job: JobContext, task: Task, name: str, work_dir: Path) -
     for index, ref in enumerate(refs):
         label = name if len(refs) == 1 else f"{name}[{index}]"
         if "file" in ref:
-            path = job.store.input_path(task.id, ref["file"])
+            path = await asyncio.to_thread(job.store.input_path, task.id, ref["file"])  # S3: a download
             if path is None:
                 raise InvalidInput(f"{label}: the uploaded image is no longer available")
             paths.append(path)
@@ -68,12 +69,12 @@ async def fetch_image(job: JobContext, url: str, stem: Path, label: str) -> Path
     return path
 
 
-def parent_images(job: JobContext, task: Task) -> list[Path]:
+async def parent_images(job: JobContext, task: Task) -> list[Path]:
     """The images of the task `input_task_id` named (checked SUCCEEDED with the right count at create)."""
     if task.parent_id is None:
         return []
     names = task.params.get("_parent_images") or []
-    paths = [job.store.path_of(task.parent_id, name) for name in names]
+    paths = [await asyncio.to_thread(job.store.path_of, task.parent_id, name) for name in names]
     if not names or any(p is None for p in paths):
         raise InvalidInput("input_task_id: the input task's images are no longer available (deleted or expired)")
     return [p for p in paths if p is not None]
@@ -97,9 +98,11 @@ async def run_runner(
         raise RuntimeError(f"runner {task.runner!r} is not available in this worker")
     loop = asyncio.get_running_loop()
     try:
-        return await loop.run_in_executor(
-            None, job.runners.run, task.runner, inputs, params, work_dir, reporter.stage(start, end)
-        )
+        with observe.timed("runner"):
+            return await loop.run_in_executor(
+                None, observe.in_context(job.runners.run), task.runner, inputs, params, work_dir,
+                reporter.stage(start, end),
+            )  # fmt: skip
     except InputRejected as exc:
         raise InvalidInput(str(exc), exc.code) from exc
 
@@ -114,9 +117,10 @@ async def model_result(
         raise RuntimeError("the runner produced no mesh")
     loop = asyncio.get_running_loop()
     params = {**params, "_turntable": turntable}
-    deliverables: Deliverables = await loop.run_in_executor(
-        None, build_deliverables, artifacts.mesh, params, work_dir, reporter.stage(start, 99)
-    )
+    with observe.timed("deliverables"):
+        deliverables: Deliverables = await loop.run_in_executor(
+            None, observe.in_context(build_deliverables), artifacts.mesh, params, work_dir, reporter.stage(start, 99)
+        )
     if artifacts.mesh.name != SOURCE_MESH:
         await asyncio.to_thread(shutil.copyfile, artifacts.mesh, work_dir / SOURCE_MESH)
     files = [*deliverables.model_files.values(), SOURCE_MESH, deliverables.thumbnail]

@@ -15,7 +15,7 @@ async def run(job: JobContext, task: Task, work_dir: Path, reporter: ProgressRep
     params = {**task.params, "seed": task.seed}
     field = "image_url" if task.type == TaskType.IMAGE_TO_3D.value else "image_urls"
     # input_task_id wins over URLs (Meshy, Apr 2026).
-    images = parent_images(job, task) or await input_images(job, task, field, work_dir)
+    images = await parent_images(job, task) or await input_images(job, task, field, work_dir)
     inputs: dict[str, Any] = {"images": images}
     # texture_prompt wins over texture_image_url (§22.14); the runner only sees the winner. The multi-view reference
     # colours from the views themselves and has no use for a texture picture, so it is not fetched for it.

@@ -16,7 +16,8 @@ async def run(job: JobContext, task: Task, work_dir: Path, reporter: ProgressRep
     params = {**task.params, "seed": task.seed, "mode": task.type}
     inputs: dict[str, Any] = {}
     if task.type == TaskType.IMAGE_TO_IMAGE.value:
-        inputs["images"] = parent_images(job, task) or await input_images(job, task, "reference_image_urls", work_dir)
+        references = await parent_images(job, task)
+        inputs["images"] = references or await input_images(job, task, "reference_image_urls", work_dir)
     out_dir = work_dir / "images"
     artifacts = await run_runner(job, task, inputs, params, out_dir, reporter, 1, 95)
     if not artifacts.images:

@@ -22,13 +22,13 @@ async def model_input(job: JobContext, task: Task, work_dir: Path) -> tuple[Path
     params = task.params
     parent = params.get("_parent_model")
     if parent and task.parent_id is not None:
-        path = job.store.path_of(task.parent_id, parent["file"])
+        path = await asyncio.to_thread(job.store.path_of, task.parent_id, parent["file"])
         if path is None:
             raise InvalidInput("input_task_id: the input task's model is no longer available (deleted or expired)")
         return path, parent["format"]
     ref = ((params.get("_inputs") or {}).get("model_url") or [{}])[0]
     if "file" in ref:
-        path = job.store.input_path(task.id, ref["file"])
+        path = await asyncio.to_thread(job.store.input_path, task.id, ref["file"])
         if path is None:
             raise InvalidInput("model_url: the uploaded model is no longer available")
         return path, path.suffix.lstrip(".")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from app.tasks.models import Task
@@ -14,7 +15,7 @@ async def run(job: JobContext, task: Task, work_dir: Path, reporter: ProgressRep
     stored = (task.params or {}).get("_inputs") or {}
     inputs = {}
     for key in ("image", "audio"):
-        path = job.store.input_path(task.id, str(stored.get(key, "")))
+        path = await asyncio.to_thread(job.store.input_path, task.id, str(stored.get(key, "")))
         if path is None:
             raise InvalidInput(f"{key}: the uploaded file is no longer available")
         inputs[key] = path

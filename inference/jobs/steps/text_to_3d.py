@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ async def run(job: JobContext, task: Task, work_dir: Path, reporter: ProgressRep
     params = {**task.params, "seed": task.seed}
     inputs: dict[str, Any] = {}
     if task.parent_id is not None:
-        source = job.store.path_of(task.parent_id, SOURCE_MESH)
+        source = await asyncio.to_thread(job.store.path_of, task.parent_id, SOURCE_MESH)
         if source is None:
             raise RuntimeError("the preview's mesh is no longer available")
         inputs["preview_mesh"] = source
