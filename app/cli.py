@@ -19,7 +19,7 @@ from typing import Any
 from alembic import command
 
 from app import admin_cli, running
-from app.core import embedded
+from app.core import embedded, logs, metrics
 from app.core.config import Settings, get_settings, write_private
 from app.core.db import alembic_config, create_engine, sessionmaker
 from app.supervisor import ChildSpec, Supervisor
@@ -162,17 +162,20 @@ def cmd_up(args: argparse.Namespace) -> int:
             migrate(db_url)
             _say("migrations at head")
             key = asyncio.run(_ensure_dev_key(db_url, settings))
-            env = embedded.child_env(DATABASE_URL=db_url, REDIS_URL=redis_url, MESHFOUNDRY_HOME=str(settings.home))
+            env = embedded.child_env(DATABASE_URL=db_url, REDIS_URL=redis_url, MESHFOUNDRY_HOME=str(settings.home),
+                                     **metrics.prepare_multiprocess_dir(settings))  # fmt: skip
+            log_config = logs.write_config(settings.home / "log-config.json", settings.log_style, settings.log_level)
+            # The API writes its own access line per request (app.api.observability), in the configured format.
             api_args = [sys.executable, "-m", "uvicorn", "app.api.main:app", "--host", settings.host,
-                        "--port", str(settings.port), "--log-level", "info"]  # fmt: skip
+                        "--port", str(settings.port), "--log-config", str(log_config), "--no-access-log"]  # fmt: skip
             specs = [ChildSpec("api", api_args, env)]
             specs += [ChildSpec(name, [sys.executable, "-m", "inference.worker"], {**env, **extra})
                       for name, extra in plan]  # fmt: skip
-            supervisor = Supervisor(specs, _spawn, _say)
+            supervisor = Supervisor(specs, _spawn, _say, on_death=lambda spec, pid: metrics.child_exited(pid, spec.env))
             supervisor.start()
             api_url = f"http://{_display_host(settings.host)}:{settings.port}"
             running.record(settings.home, api_url=api_url)
-            _say(f"API on {api_url}  (docs: {api_url}/docs, studio: {api_url}/playground)")
+            _say(f"API on {api_url}  (docs: {api_url}/docs, studio: {api_url}/studio)")
             _say(f"workers: {', '.join(name for name, _ in plan)} (each restarted if it dies)")
             _say(f"development API key (also in {(settings.home / 'dev_api_key').resolve()}):")
             print(key, flush=True)
@@ -197,6 +200,8 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = get_settings()
+    if args.workers > 1:  # several processes: one metrics directory, or each scrape sees one process's numbers
+        os.environ.update(metrics.prepare_multiprocess_dir(settings))
     uvicorn.run("app.api.main:app", host=args.host or settings.host, port=args.port or settings.port,
                 workers=args.workers, proxy_headers=True)  # fmt: skip
     return 0

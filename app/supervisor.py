@@ -60,6 +60,7 @@ class Supervisor:
         cooldown_s: float = 300.0,
         max_backoff_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        on_death: Callable[[ChildSpec, int], None] | None = None,
     ) -> None:
         self.children = [_Child(spec) for spec in specs]
         self._spawn = spawn
@@ -69,6 +70,7 @@ class Supervisor:
         self.cooldown_s = cooldown_s
         self.max_backoff_s = max_backoff_s
         self._clock = clock
+        self._on_death = on_death  # (spec, pid): e.g. drop the dead process's live metrics
 
     def start(self) -> None:
         for child in self.children:
@@ -90,6 +92,8 @@ class Supervisor:
             code = child.proc.poll()
             if code is None:
                 continue
+            if self._on_death is not None:
+                self._on_death(child.spec, child.proc.pid)
             child.proc = None
             child.deaths.append(now)
             while child.deaths and now - child.deaths[0] > self.crash_loop_window_s:

@@ -1,9 +1,11 @@
-"""The studio in a real headless Chromium: a photo becomes a rigged, animated character (photo -> 3D -> remesh -> rig
--> animate -> download), and a prompt finds an existing model and reuses it. One screenshot per step goes to
-test-artifacts/studio-*.png for a person to look at."""
+"""The studio in a real headless Chromium, at 1280x800: a photo becomes a rigged, animated character (photo -> 3D ->
+remesh -> rig -> animate -> download), a prompt finds an existing model and reuses it (or, without pgvector, says
+why it cannot), pictures and views become models that every operation and the parts tools work on, and a task no
+worker can take says so. One screenshot per step goes to test-artifacts/studio-*.png for a person to look at."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import os
@@ -129,8 +131,8 @@ async def finished(page: Any, task_type: str, after: str | None = None) -> str:
     await page.wait_for_function(
         """([type, after]) => {
             const shown = (id) => document.querySelector(`[data-testid="${id}"]`)?.textContent;
-            return !document.getElementById("alert").hidden
-                || (shown("shown-type") === type && shown("shown-id") !== after && shown("shown-status") === "SUCCEEDED");
+            const done = shown("shown-type") === type && shown("shown-status") === "SUCCEEDED";
+            return !document.getElementById("alert").hidden || (done && shown("shown-id") !== after);
         }""",
         arg=[task_type, after],
         timeout=TASK_S,
@@ -153,7 +155,11 @@ async def streamed(page: Any, task_id: str) -> list[dict[str, Any]]:
 
 
 async def test_photo_to_an_animated_character(
-    studio_settings, api: Api, caller: Caller, worker, page: Any  # type: ignore[no-untyped-def]
+    studio_settings,
+    api: Api,
+    caller: Caller,
+    worker,
+    page: Any,  # type: ignore[no-untyped-def]
 ) -> None:
     from playwright.async_api import expect
 
@@ -169,7 +175,7 @@ async def test_photo_to_an_animated_character(
     await page.get_by_test_id("tab-photo").click()
     pasted = await data_transfer(page, photo, "clipboard.png", "image/png")
     await page.evaluate("(dt) => document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt }))", pasted)
-    await expect(page.get_by_test_id("photo-name")).to_have_text("clipboard.png (%d KB)" % round(len(photo) / 1024))
+    await expect(page.get_by_test_id("photo-name")).to_have_text(f"clipboard.png ({round(len(photo) / 1024)} KB)")
     dropped = await data_transfer(page, photo, "person.png", "image/png")
     await page.get_by_test_id("photo-drop").dispatch_event("drop", {"dataTransfer": dropped})
     await expect(page.get_by_test_id("photo-name")).to_contain_text("person.png")
@@ -218,7 +224,7 @@ async def test_photo_to_an_animated_character(
         await page.get_by_test_id("download-animation-glb").click()
     download = await download_info.value
     assert download.suggested_filename.endswith(".glb")
-    assert Path(await download.path()).read_bytes()[:4] == b"glTF"
+    assert (await asyncio.to_thread(Path(await download.path()).read_bytes))[:4] == b"glTF"
 
     # A motion from a sentence, applied to the same character.
     await page.get_by_test_id("motion-prompt").fill("a person walks forward and then waves")
@@ -253,7 +259,11 @@ async def has_pgvector(database_url: str) -> bool:
 
 
 async def test_prompt_finds_and_reuses_a_model(
-    studio_settings, api: Api, caller: Caller, worker, page: Any  # type: ignore[no-untyped-def]
+    studio_settings,
+    api: Api,
+    caller: Caller,
+    worker,
+    page: Any,  # type: ignore[no-untyped-def]
 ) -> None:
     from playwright.async_api import expect
 
@@ -320,7 +330,11 @@ async def test_prompt_finds_and_reuses_a_model(
 
 
 async def test_pictures_views_parts_and_print(
-    studio_settings, api: Api, caller: Caller, worker, page: Any  # type: ignore[no-untyped-def]
+    studio_settings,
+    api: Api,
+    caller: Caller,
+    worker,
+    page: Any,  # type: ignore[no-untyped-def]
 ) -> None:
     from playwright.async_api import expect
 

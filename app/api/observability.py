@@ -64,7 +64,9 @@ class Observe:
         method = scope["method"] if scope["method"] in _METHODS else "OTHER"
         request_id = _UNSAFE_ID.sub("", str(scope.get("state", {}).get("request_id", "")))[:128] or None
         context = logs.LogContext(request_id=request_id)
-        token = logs.bind(context)
+        # Not unbound at the end: uvicorn runs each request in its own asyncio task, and the error handler of an
+        # unexpected exception (Starlette's outermost middleware, after this one returns) must still see the ids.
+        logs.bind(context)
         status = 500  # what uvicorn answers when the app fails before its response starts
         responded = False
 
@@ -85,10 +87,9 @@ class Observe:
             if not responded:
                 metrics.HTTP_DURATION.labels(method, route).observe(time.perf_counter() - start)
             metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            if context.task_id is None and isinstance(scope.get("path_params"), dict):
-                context.task_id = scope["path_params"].get("task_id")
+            if context.task_id is None and isinstance(scope.get("path_params"), dict):  # the task a path names
+                context.task_id = _UNSAFE_ID.sub("", str(scope["path_params"].get("task_id") or ""))[:64] or None
             _access(scope, method, route, status, (time.perf_counter() - start) * 1000)
-            logs.unbind(token)
 
 
 def _access(scope: Scope, method: str, route: str, status: int, duration_ms: float) -> None:

@@ -27,6 +27,7 @@ class Outcome:
     delivered: bool
     status_code: int | None
     message: str
+    refused: bool = False  # our address guard refused the target (nothing was sent)
 
 
 def check_target(url: str, *, allow_local: bool) -> None:
@@ -70,7 +71,7 @@ async def post(
             )  # fmt: skip
             await response.aclose()
     except FetchRefused as exc:
-        return Outcome(False, None, str(exc))
+        return Outcome(False, None, str(exc), refused=True)
     except TimeoutError:
         return Outcome(False, None, f"no answer within {timeout_s:g} s")
     except (ValueError, UnicodeError, httpx.HTTPError) as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import DateTime, Uuid
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -177,7 +177,7 @@ def task_from_snapshot(snapshot: dict[str, Any]) -> Task:
 
 async def settle(
     session: AsyncSession, *, claimed: Claimed, delivered: bool, status_code: int | None, message: str, policy: Policy
-) -> None:
+) -> Literal["delivered", "failed", "disabled"]:
     """Record one attempt. Delivered: gone from the outbox, the failure count reset. Failed: the error kept on the
     webhook; retried after the next backoff step, carried by the newest waiting change of the task if there is
     one (so a recovered receiver gets the current state first, never an older one after a newer); given up after
@@ -187,13 +187,13 @@ async def settle(
     webhook = await repo.lock(claimed.webhook.id)
     delivery = claimed.delivery
     if webhook is None:  # deleted meanwhile, its deliveries with it
-        return
+        return "delivered" if delivered else "failed"
     if delivered:
         await repo.remove([delivery.id])
         webhook.consecutive_failures = 0
         webhook.failing_since = None
         webhook.last_success_at = now
-        return
+        return "delivered"
     webhook.consecutive_failures += 1
     webhook.failing_since = webhook.failing_since or now
     gave_up = delivery.attempts >= policy.max_attempts
@@ -206,7 +206,7 @@ async def settle(
         webhook.disabled_at = now
         webhook.disabled_reason = reason
         await repo.drop_waiting(webhook.id)
-        return
+        return "disabled"
     newer = await repo.newer_waiting(delivery)
     if gave_up:
         await repo.remove([delivery.id])  # the later changes go on, on their own schedule
@@ -215,6 +215,7 @@ async def settle(
         await repo.reschedule(newer[-1], attempts=delivery.attempts, at=now + _backoff(policy, delivery.attempts))
     else:
         await repo.reschedule(delivery.id, attempts=delivery.attempts, at=now + _backoff(policy, delivery.attempts))
+    return "failed"
 
 
 def _backoff(policy: Policy, attempts: int) -> timedelta:

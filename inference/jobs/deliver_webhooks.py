@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from app import __version__
+from app.core import metrics
 from app.core.assets import UrlSigner
 from app.core.clock import utcnow
 from app.core.config import Settings
@@ -77,10 +78,11 @@ async def _attempt(job: JobContext, sending: Sending, claimed: Claimed) -> None:
         log.info("webhook %s: change of task %s not delivered (attempt %s): %s", claimed.webhook.id,
                  claimed.delivery.task_id, claimed.delivery.attempts, outcome.message)  # fmt: skip
     async with job.sessionmaker() as session, session.begin():
-        await webhook_service.settle(
+        result = await webhook_service.settle(
             session, claimed=claimed, delivered=outcome.delivered, status_code=outcome.status_code,
             message=outcome.message, policy=policy,
         )  # fmt: skip
+    metrics.webhook_delivery("refused" if outcome.refused and result == "failed" else result)
 
 
 async def run_deliveries(ctx: dict[str, Any], stop: asyncio.Event) -> None:

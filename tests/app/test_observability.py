@@ -365,6 +365,25 @@ class TestLogs:
             example["message"] == "connecting to postgresql://mf:[redacted]@db/mf as Authorization: Bearer [redacted]"
         )
 
+    async def test_an_unexpected_error_is_logged_with_the_request_id(self, settings: Settings, caller: Caller) -> None:
+        app = create_app(settings)
+
+        async def boom() -> None:
+            raise RuntimeError(f"failed while holding {caller.key}")
+
+        app.add_api_route("/boom", boom)
+        with json_logs() as lines:
+            async with serve(app) as base_url, httpx.AsyncClient(base_url=base_url) as client:
+                response = await client.get("/boom", headers={**caller.headers, "x-request-id": "boom-1"})
+        assert response.status_code == 500 and response.json() == {"message": "Internal server error"}
+        assert caller.key not in "\n".join(lines)
+        records = [json.loads(line) for line in lines]
+        error = next(r for r in records if r["level"] == "ERROR")
+        assert error["request_id"] == "boom-1" and error["logger"] == "app.api.errors"
+        assert "RuntimeError: failed while holding msy_[redacted]" in error["exc_info"]
+        access = next(r for r in records if r["logger"] == "meshfoundry.access")
+        assert (access["route"], access["status"]) == ("/boom", 500)
+
 
 class TestFormatting:
     def test_text_lines_carry_the_ids_and_are_redacted(self) -> None:

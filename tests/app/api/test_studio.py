@@ -11,7 +11,6 @@ import pytest
 
 from tests.conftest import Api
 
-
 STUDIO = Path(__file__).resolve().parents[3] / "app" / "api" / "static" / "studio"
 CONTROLS = ("input", "select", "textarea", "button", "a")
 IMPORT = re.compile(r"""^import .* from "\./([\w-]+\.js)";$""", re.MULTILINE)

@@ -63,16 +63,21 @@ export async function loadCapabilities() {
     `${live ? `${live} GPU worker${live === 1 ? "" : "s"} reporting` : "CPU reference workers"}`;
   fillModels($("prompt-model"), "text-to-3d-preview", "latest");
   fillModels($("image-model"), "text-to-image", null);
-  fillModels($("motion-model"), "text-to-motion", "latest");
+  fillModels($("motion-model"), "text-to-motion", "latest", false); // the mode sets its price
+  const [prime, swift] = [priceOf("text-to-motion"), priceOf("text-to-motion", "swift")];
+  if (prime !== null) {
+    $("motion-mode").options[0].textContent = `swift (BVH, ${credits(swift)})`;
+    $("motion-mode").options[1].textContent = `prime (FBX, ${credits(prime)})`;
+  }
   document.dispatchEvent(new CustomEvent("studio:capabilities"));
 }
 
-function fillModels(select, taskType, preferred) {
+function fillModels(select, taskType, preferred, withPrice = true) {
   const models = modelsFor(taskType);
   if (!models.length) return;
   const chosen = select.value;
   select.replaceChildren(...models.map((m) => el("option", { value: m.ai_model },
-    `${m.ai_model} (${m.runner}, ${credits(m.price)}${variants(m)}${m.worker_online ? "" : ", no worker now"})`)));
+    `${m.ai_model} (${m.runner}${withPrice ? `, ${credits(m.price)}` : ""}${m.worker_online ? "" : ", no worker now"})`)));
   const keep = models.find((m) => m.ai_model === chosen) || models.find((m) => m.ai_model === preferred);
   if (keep) select.value = keep.ai_model;
 }

@@ -32,10 +32,11 @@ function rigState() {
       : "Pick one or more actions from the catalogue.";
 }
 
-async function animate(body, label, status) {
+async function animate(body, label, status, button) {
   clearError();
   try {
-    const task = await runTask({ label, path: "/openapi/v1/animations", body: { rig_task_id: rig.id, ...body }, status });
+    const task = await runTask({ label, path: "/openapi/v1/animations", body: { rig_task_id: rig.id, ...body }, status,
+      button });
     if (task.status === "SUCCEEDED") showTask(task, { label });
     else showError(label, new Error(task.task_error?.message || task.status));
     return task;
@@ -49,11 +50,10 @@ function initRig() {
   $("rig-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const model = currentModel();
-    $("rig-submit").disabled = true;
     clearError();
     try {
       const task = await runTask({ label: "Rigging", path: "/openapi/v1/rigging", status: $("rig-status"),
-        body: { input_task_id: model.id, height_meters: Number($("rig-height").value) } });
+        body: { input_task_id: model.id, height_meters: Number($("rig-height").value) }, button: $("rig-submit") });
       if (task.status === "SUCCEEDED") useRig(task);
       else showError("Rigging", new Error(task.task_error?.message || task.status));
     } catch (error) {
@@ -119,9 +119,8 @@ function initAnimations() {
     event.preventDefault();
     const ids = [...picked];
     const names = ids.map((id) => library.find((a) => a.action_id === id)?.name || id).join(", ");
-    $("animate-submit").disabled = true;
     await animate(ids.length === 1 ? { action_id: ids[0] } : { action_ids: ids }, `Animation: ${names}`,
-      $("animate-status"));
+      $("animate-status"), $("animate-submit"));
     rigState();
   });
   $("animate-clear").addEventListener("click", () => {
@@ -134,13 +133,12 @@ function initAnimations() {
 function initMotion() {
   $("motion-form").addEventListener("submit", async (event) => {
     event.preventDefault();
-    $("motion-submit").disabled = true;
     clearError();
     const prompt = $("motion-prompt").value;
     try {
       const motion = await runTask({ label: "Text to motion", path: "/openapi/v1/text-to-motion", status: $("motion-status"),
         body: { prompt, duration: Number($("motion-duration").value), mode: $("motion-mode").value,
-          ai_model: $("motion-model").value } });
+          ai_model: $("motion-model").value }, button: $("motion-submit") });
       if (motion.status !== "SUCCEEDED") {
         showError("Text to motion", new Error(motion.task_error?.message || motion.status));
       } else {

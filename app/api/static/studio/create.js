@@ -14,10 +14,10 @@ let pictures = null; // the SUCCEEDED text-to-image task whose pictures are on s
 export const currentPhoto = () => photo;
 
 // Run a creation and show its result; errors go to the alert line in the API's words.
-async function create(label, path, body, status) {
+async function create(label, path, body, status, button) {
   clearError();
   try {
-    const task = await runTask({ label, path, body, status });
+    const task = await runTask({ label, path, body, status, button });
     if (task.status === "SUCCEEDED") showTask(task);
     else showError(label, new Error(task.task_error?.message || task.status));
     return task;
@@ -34,8 +34,6 @@ function retrieveScore(checkbox, input) {
 function initPrompt() {
   $("prompt-form").addEventListener("submit", async (event) => {
     event.preventDefault();
-    const button = $("prompt-create");
-    button.disabled = true;
     const body = {
       mode: "preview",
       prompt: $("prompt").value,
@@ -46,8 +44,7 @@ function initPrompt() {
     if ($("prompt-seed").value !== "") body.seed = Number($("prompt-seed").value);
     const retrieve = retrieveScore("prompt-retrieve", "prompt-retrieve-score");
     if (retrieve !== undefined) body.retrieve_min_score = retrieve;
-    await create("Text to 3D preview", "/openapi/v2/text-to-3d", body, $("prompt-status"));
-    button.disabled = false;
+    await create("Text to 3D preview", "/openapi/v2/text-to-3d", body, $("prompt-status"), $("prompt-create"));
   });
   $("prompt-search").addEventListener("click", () => searchFor({ query: $("prompt").value }));
   $("prompt-retrieve").addEventListener("change", () => {
@@ -56,11 +53,10 @@ function initPrompt() {
   $("refine-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const preview = currentModel();
-    $("refine-create").disabled = true;
     await create("Text to 3D refine", "/openapi/v2/text-to-3d", {
       mode: "refine", preview_task_id: preview.id, texture_prompt: $("refine-prompt").value,
       enable_pbr: $("refine-pbr").checked,
-    }, $("refine-status"));
+    }, $("refine-status"), $("refine-create"));
     refineState();
   });
   document.addEventListener("studio:model", refineState);
@@ -92,12 +88,10 @@ function initPhoto() {
   $("photo-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     if (!photo) return;
-    $("photo-create").disabled = true;
     const body = { image_url: photo, should_texture: $("photo-texture").checked, multi_view_thumbnails: true };
     const retrieve = retrieveScore("photo-retrieve", "photo-retrieve-score");
     if (retrieve !== undefined) body.retrieve_min_score = retrieve;
-    await create("Image to 3D", "/openapi/v1/image-to-3d", body, $("photo-status"));
-    $("photo-create").disabled = false;
+    await create("Image to 3D", "/openapi/v1/image-to-3d", body, $("photo-status"), $("photo-create"));
   });
   $("photo-retrieve").addEventListener("change", () => {
     $("photo-retrieve-score").disabled = !$("photo-retrieve").checked;
@@ -137,9 +131,8 @@ function initViews() {
   });
   $("views-form").addEventListener("submit", async (event) => {
     event.preventDefault();
-    $("views-create").disabled = true;
     const body = { image_urls: views.filter(Boolean), should_texture: true, multi_view_thumbnails: true };
-    await create("Multi-image to 3D", "/openapi/v1/multi-image-to-3d", body, $("views-status"));
+    await create("Multi-image to 3D", "/openapi/v1/multi-image-to-3d", body, $("views-status"), $("views-create"));
     viewsState();
   });
   viewsState();
@@ -161,14 +154,14 @@ export function showPictures(task) {
 function initPictures() {
   $("image-form").addEventListener("submit", async (event) => {
     event.preventDefault();
-    $("image-create").disabled = true;
     const body = { ai_model: $("image-model").value, prompt: $("image-prompt").value,
       generate_multi_view: $("image-views").checked, aspect_ratio: "1:1" };
+    clearError();
     const task = await runTask({ label: "Text to image", path: "/openapi/v1/text-to-image", body,
-      status: $("image-status") }).catch((error) => { showError("Text to image", error); return null; });
+      status: $("image-status"), button: $("image-create") })
+      .catch((error) => { showError("Text to image", error); return null; });
     if (task?.status === "SUCCEEDED") showPictures(task);
     else if (task) showError("Text to image", new Error(task.task_error?.message || task.status));
-    $("image-create").disabled = false;
   });
   // One picture: the task itself is the input; one of a set: that picture's bytes (image-to-3d takes one image).
   $("picture-to-3d").addEventListener("click", async () => {
@@ -184,14 +177,11 @@ function initPictures() {
       return;
     }
     await create("Image to 3D", "/openapi/v1/image-to-3d", { ...body, multi_view_thumbnails: true },
-      $("pictures-status"));
-    $("picture-to-3d").disabled = false;
+      $("pictures-status"), $("picture-to-3d"));
   });
   $("pictures-to-3d").addEventListener("click", async () => {
-    $("pictures-to-3d").disabled = true;
     await create("Multi-image to 3D", "/openapi/v1/multi-image-to-3d",
-      { input_task_id: pictures.id, multi_view_thumbnails: true }, $("pictures-status"));
-    $("pictures-to-3d").disabled = false;
+      { input_task_id: pictures.id, multi_view_thumbnails: true }, $("pictures-status"), $("pictures-to-3d"));
   });
 }
 

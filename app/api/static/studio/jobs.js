@@ -31,8 +31,9 @@ export function describe(task, label, waitedS = null) {
 }
 
 // Create a task at `path` with `body` and follow it to the end. Resolves with the terminal task (any status);
-// rejects with the API's error when the create or the stream is refused. `status` is the form's own status line.
-export async function runTask({ label, path, body, status, onUpdate }) {
+// rejects with the API's error when the create or the stream is refused. `status` is the form's own status line;
+// `button` is off only while the request is sent, so another task can start while this one runs.
+export async function runTask({ label, path, body, status, onUpdate, button }) {
   const bar = el("progress", { max: 100, value: 0, dataset: { testid: "job-progress" } });
   const words = el("span", { class: "words", dataset: { testid: "job-status" } }, `${label}: sending the request`);
   const card = el("li", { class: "job", dataset: { testid: "job" } }, words, bar);
@@ -43,8 +44,14 @@ export async function runTask({ label, path, body, status, onUpdate }) {
     if (status) status.textContent = text;
   };
   say(`${label}: sending the request`);
+  if (button) button.disabled = true;
   try {
-    const { result: id } = await call("POST", path, body, { onWait: (text) => say(`${label}: ${text}`) });
+    let id;
+    try {
+      ({ result: id } = await call("POST", path, body, { onWait: (text) => say(`${label}: ${text}`) }));
+    } finally {
+      if (button) button.disabled = false;
+    }
     card.dataset.taskId = id;
     loadBalance();
     let last = null;

@@ -36,11 +36,10 @@ export function initOperations() {
       const model = currentModel();
       if (!model) return;
       const button = form.querySelector("button[type=submit]");
-      button.disabled = true;
       clearError();
       try {
         const task = await runTask({ label, path, body: { input_task_id: model.id, ...params() },
-          status: $("ops-status") });
+          status: $("ops-status"), button });
         if (task.status === "SUCCEEDED") showTask(task, { label: `${label} of ${model.type}` });
         else showError(label, new Error(task.task_error?.message || task.status));
       } catch (error) {

@@ -6,10 +6,9 @@ import { currentModel, keepsMaterial, showTask } from "./model.js";
 import { $, showError, clearError } from "./ui.js";
 
 async function run(label, path, body, button) {
-  button.disabled = true;
   clearError();
   try {
-    const task = await runTask({ label, path, body, status: $("parts-status"),
+    const task = await runTask({ label, path, body, status: $("parts-status"), button,
       onUpdate: (t) => t.status === "SUCCEEDED" && body.keep_material && keepsMaterial(t.id) });
     if (task.status === "SUCCEEDED") showTask(task, { label });
     else showError(label, new Error(task.task_error?.message || task.status));
