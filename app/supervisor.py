@@ -87,13 +87,21 @@ class Supervisor:
                 if now >= child.start_at:
                     child.restarts += 1
                     self._say(f"restarting {child.spec.name} (restart {child.restarts})")
-                    self._start(child)
+                    try:
+                        self._start(child)
+                    except OSError as exc:  # out of memory or processes, the very case this exists for: try later
+                        child.start_at = now + self.max_backoff_s
+                        self._say(f"could not start {child.spec.name} ({exc}); trying again in "
+                                  f"{self.max_backoff_s:g} s")  # fmt: skip
                 continue
             code = child.proc.poll()
             if code is None:
                 continue
             if self._on_death is not None:
-                self._on_death(child.spec, child.proc.pid)
+                try:
+                    self._on_death(child.spec, child.proc.pid)
+                except Exception as exc:  # bookkeeping must never stop the supervision of the others
+                    self._say(f"after {child.spec.name} ended: {type(exc).__name__}: {exc}")
             child.proc = None
             child.deaths.append(now)
             while child.deaths and now - child.deaths[0] > self.crash_loop_window_s:

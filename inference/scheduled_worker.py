@@ -47,7 +47,8 @@ from inference.scheduling.policy import Candidate, Peer, select
 log = logging.getLogger(__name__)
 
 PEERS_TTL_S = 1.0  # how long a read of the peers' states is reused between polls
-UNSERVABLE_S = 60.0  # a job no live worker could fit for this long is failed (a larger worker may be restarting)
+UNSERVABLE_S = 600.0  # a job no live worker could fit for this long is failed: longer than a crash loop's cool-down
+# (5 min), so a large GPU's worker that is restarting or cooling down is waited for
 
 
 class ScheduledWorker(Worker):
@@ -81,6 +82,9 @@ class ScheduledWorker(Worker):
                 job_ids = await self.choose(job_ids)
             except Exception:  # selection is an optimisation: never stop taking jobs because of it
                 log.exception("job selection failed; taking jobs in queue order")
+                # Only as many as there are free slots: more would block arq's poll loop (its semaphore) until a
+                # job ends, and with it heartbeats, aborts and this worker's published state.
+                job_ids = job_ids[: max(0, self.max_jobs - self.job_counter)]
         await super().start_jobs(job_ids)
 
     async def choose(self, job_ids: list[bytes]) -> list[bytes]:
@@ -92,8 +96,10 @@ class ScheduledWorker(Worker):
         async with self.pool.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.exists(in_progress_key_prefix + job_id)
-            pipe.zmscore(self.queue_name, ids)
-            *busy, scores = await pipe.execute()
+            for job_id in ids:  # ZSCORE, not ZMSCORE: that needs Redis 6.2
+                pipe.zscore(self.queue_name, job_id)
+            answers = await pipe.execute()
+        busy, scores = answers[: len(ids)], answers[len(ids) :]
         waiting = [(i, s) for i, b, s in zip(ids, busy, scores, strict=True) if not b and s is not None]
         if not self.scheduling:  # nothing to weigh: the queue's order, without the jobs other workers run
             return [job_id.encode() for job_id, _ in waiting[:free]]
@@ -122,8 +128,13 @@ class ScheduledWorker(Worker):
                        f"(the largest budget is {largest:g} GB).")  # fmt: skip
             job = self.ctx["job"]
             async with job.sessionmaker() as session, session.begin():
-                await task_service.fail(session, task_id=uuid.UUID(candidate.job_id), error=task_error(message),
-                                        expected=[TaskStatus.PENDING.value])  # fmt: skip
+                failed = await task_service.fail(
+                    session, task_id=uuid.UUID(candidate.job_id), error=task_error(message),
+                    expected=[TaskStatus.PENDING.value],
+                )  # fmt: skip
+            if failed is None:  # not PENDING any more (started elsewhere, cancelled, deleted): not ours to drop
+                self._unservable.pop(candidate.job_id, None)
+                continue
             await self.pool.zrem(self.queue_name, candidate.job_id)
             await self.pool.delete(job_key_prefix + candidate.job_id)
             self._unservable.pop(candidate.job_id, None)

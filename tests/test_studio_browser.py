@@ -273,6 +273,8 @@ async def test_prompt_finds_and_reuses_a_model(
     await expect(page.locator("body")).to_have_attribute("data-ready", "true", timeout=30_000)
     await expect(page.get_by_test_id("api-key")).to_have_value(caller.key)
     await expect(page.get_by_test_id("key-status")).to_have_text(f"key …{caller.key[-4:]} (this tab only)")
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_test_id("skip-to-model")).to_be_focused()
 
     # Keyboard: arrow keys move between the Create tabs, and only the chosen panel shows.
     await page.get_by_test_id("tab-prompt").focus()
@@ -422,6 +424,9 @@ async def test_a_task_no_worker_can_take_says_so_and_can_be_deleted(api: Api, ca
     await page.get_by_test_id("prompt-create").click()
     status = page.get_by_test_id("prompt-status")
     await expect(status).to_contain_text("waiting, no worker serves the default pool right now")
+    # Screen readers hear the change of state once, without the running counter.
+    announced = "Text to 3D preview: waiting, no worker serves the default pool right now"
+    await expect(page.get_by_test_id("announce")).to_have_text(announced)
     await expect(page.get_by_test_id("balance")).to_have_text("Balance: 980 credits")
     await shot(page, "13-no-worker")
     # Deleting the unfinished task gives its credits back.

@@ -115,3 +115,34 @@ def test_worker_plan() -> None:
             worker_plan(bad)
     with pytest.raises(ValueError, match="no worker to run"):
         worker_plan("")
+
+
+def test_a_failing_restart_or_hook_does_not_stop_supervision() -> None:
+    said: list[str] = []
+    clock = Clock()
+    spawned = {"n": 0}
+
+    def flaky_spawn(spec: ChildSpec) -> subprocess.Popen[bytes]:
+        spawned["n"] += 1
+        if spawned["n"] == 2:
+            raise OSError(12, "Cannot allocate memory")
+        return _spawn(spec)
+
+    def bad_hook(_spec: ChildSpec, _pid: int) -> None:
+        raise FileNotFoundError("metrics file already gone")
+
+    sup = Supervisor([ChildSpec("w", CRASHER, {})], flaky_spawn, said.append, on_death=bad_hook, clock=clock,
+                     max_backoff_s=5)  # fmt: skip
+    sup.start()
+    try:
+        _wait_dead(sup, "w")
+        sup.poll()
+        assert any("FileNotFoundError" in line for line in said)
+        clock.now += 1
+        sup.poll()
+        assert said[-1] == "could not start w ([Errno 12] Cannot allocate memory); trying again in 5 s"
+        clock.now += 5
+        sup.poll()
+        assert sup.children[0].proc is not None and spawned["n"] == 3
+    finally:
+        sup.stop(timeout=5)

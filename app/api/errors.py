@@ -66,7 +66,6 @@ _DB_LOST = (
     asyncpg.PostgresConnectionError,  # ConnectionDoesNotExistError, ConnectionFailureError, ...
     asyncpg.exceptions.OperatorInterventionError,  # AdminShutdown, CrashShutdown, CannotConnectNow (starting up)
     asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.InterfaceError,  # "connection is closed"
 )
 _REDIS_LOST = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 RETRY_AFTER_S = 2
@@ -86,6 +85,10 @@ def unavailable(exc: BaseException) -> str | None:
         if isinstance(err, sqlalchemy.exc.DBAPIError) and err.connection_invalidated:
             return "database"
         if isinstance(err, (sqlalchemy.exc.TimeoutError, *_DB_LOST)):  # pool exhausted waiting, or a lost server
+            return "database"
+        # "connection is closed" is an outage; asyncpg's other interface errors ("another operation is in
+        # progress") are our bugs and stay 500s, with their tracebacks.
+        if isinstance(err, asyncpg.InterfaceError) and "closed" in str(err):
             return "database"
         if isinstance(err, sqlalchemy.exc.DBAPIError) and isinstance(err.orig, (OSError, *_DB_LOST)):
             return "database"
@@ -120,7 +123,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     # Registered by class (not only through the catch-all below): Starlette re-raises what reaches the catch-all,
     # and these are expected events, not crashes.
-    for cls in (sqlalchemy.exc.SQLAlchemyError, *_DB_LOST, *_REDIS_LOST, OSError):
+    for cls in (sqlalchemy.exc.SQLAlchemyError, *_DB_LOST, asyncpg.InterfaceError, *_REDIS_LOST, OSError):
         app.add_exception_handler(cls, _dependency_lost)  # type: ignore[arg-type]
 
     @app.exception_handler(AppError)

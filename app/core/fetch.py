@@ -151,7 +151,10 @@ async def fetch(
 
 
 async def _download(url: str, *, allowed: tuple[str, ...] | None, max_bytes: int, allow_private: bool) -> Fetched:
-    async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
+    # No kept-alive connections: requests go to checked IP addresses, and a redirect to another name on the same
+    # address must not reuse a TLS session verified for the first name.
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(follow_redirects=False, trust_env=False, limits=limits) as client:
         for _ in range(MAX_REDIRECTS + 1):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:

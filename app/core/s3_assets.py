@@ -37,7 +37,8 @@ from app.core.assets import AssetStore, Staged, StoredFile, check_names, content
 MANIFEST = "manifest.json"
 INPUTS = ".inputs/"
 # A cached file used this recently is never evicted: the caller that asked for it may not have opened it yet.
-CACHE_GRACE_S = 60.0
+CACHE_GRACE_S = 3600.0  # files used within the hour are kept even over the bound: a job may hold a path while
+# its model loads for minutes before opening it
 CHUNK = 1024 * 1024
 
 
@@ -221,9 +222,11 @@ class S3AssetStore(AssetStore):
         return self._cached(key, self._cache / str(task_id) / manifest["generation"] / filename)
 
     def _cached(self, key: str, path: Path) -> Path | None:
-        if path.is_file():
+        try:
             os.utime(path)  # recently used: evicted last
             return path
+        except FileNotFoundError:  # not cached, or evicted a moment ago: download it (again)
+            pass
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
         try:

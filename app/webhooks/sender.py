@@ -34,6 +34,8 @@ def check_target(url: str, *, allow_local: bool) -> None:
     """What can be known of a webhook URL without the network; FetchRefused with a message for the caller."""
     if len(url) > MAX_URL_LENGTH:
         raise FetchRefused(f"URL longer than {MAX_URL_LENGTH} characters")
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise FetchRefused("URL contains whitespace or control characters")
     try:
         parts = urlsplit(url)
     except ValueError as exc:

@@ -98,6 +98,9 @@ async def run_deliveries(ctx: dict[str, Any], stop: asyncio.Event) -> None:
     async with httpx.AsyncClient(
         follow_redirects=False, trust_env=False, timeout=policy.timeout_s,
         headers={"user-agent": f"MeshFoundry-Webhooks/{__version__}"},
+        # No kept-alive connections: we connect to a checked IP address, and httpx pools by address, so a second
+        # host name on the same address would reuse a TLS session verified for the first one.
+        limits=httpx.Limits(max_keepalive_connections=0),
     ) as client:  # fmt: skip
         sending = Sending(client, policy, UrlSigner(secret), secret, settings.public_url)
         while not stop.is_set():

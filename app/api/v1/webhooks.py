@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.api.deps import ApiKeyAuth, DbSession, Links, ReadSession, State
 from app.api.errors import error_responses
 from app.core.clock import to_ms
+from app.core.errors import BadRequest
 from app.core.ids import parse_id
 from app.webhooks import service as webhook_service
 from app.webhooks.errors import WebhookNotFound
@@ -57,6 +58,9 @@ class WebhookCreated(WebhookRead):
     secret: str = Field(description="`whsec_...`: verifies the `webhook-signature` header. Shown only here, once.")
 
 
+MAX_BASE_URL = 2048  # the column that keeps it
+
+
 @router.post("", status_code=201, responses=error_responses(400, 401, 409, 429))
 async def create_webhook(
     body: WebhookCreate, principal: ApiKeyAuth, session: DbSession, state: State, links: Links
@@ -66,6 +70,8 @@ async def create_webhook(
     Each change is POSTed as the task object, exactly as GET returns it, with Standard Webhooks headers
     (`webhook-id`, `webhook-timestamp`, `webhook-signature`). The secret is in this answer only.
     """
+    if len(links.base_url) > MAX_BASE_URL:  # the Host header names the asset URLs' base when PUBLIC_URL is unset
+        raise BadRequest("The Host header is too long to build asset URLs from: set PUBLIC_URL")
     arguments = {"account_id": principal.account_id, "url": body.url, "base_url": links.base_url,
                  "server_secret": state.secret, "allow_local": state.settings.webhook_allow_local}  # fmt: skip
     if principal.test_mode:

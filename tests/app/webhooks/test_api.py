@@ -57,6 +57,8 @@ BAD = [
     ({"url": "https://user:pw@127.0.0.1/hook"}, "Invalid parameter url: credentials in the URL are not supported"),
     ({"url": "https://127.0.0.1:99999/hook"}, "Invalid parameter url: malformed URL"),
     ({"url": "https://127.0.0.1/" + "a" * 2100}, "Invalid parameter url: String should have at most 2048"),
+    ({"url": "https://1.1.1.1/a\u0000b"}, "Invalid parameter url: URL contains whitespace or control characters"),
+    ({"url": "https://1.1.1.1/a b"}, "Invalid parameter url: URL contains whitespace or control characters"),
 ]
 
 
@@ -65,6 +67,10 @@ async def test_bad_input_is_a_400_in_meshys_shape(api: Api, caller: Caller) -> N
         response = await api.client.post(URL, json=body, headers=caller.headers)
         assert response.status_code == 400, body
         assert list(response.json()) == ["message"] and response.json()["message"].startswith(message), body
+    long_host = await api.client.post(URL, json={"url": "https://1.1.1.1/hook"},
+                                      headers={**caller.headers, "host": "h" * 2100})  # fmt: skip
+    assert (long_host.status_code, long_host.json()) == (
+        400, {"message": "The Host header is too long to build asset URLs from: set PUBLIC_URL"})  # fmt: skip
     malformed = await api.client.post(URL, content=b"{", headers={**caller.headers, "content-type": "application/json"})
     assert (malformed.status_code, malformed.json()) == (400, {"message": "Invalid JSON body"})
 

@@ -1,4 +1,4 @@
-// The Character tab: rig the model in the viewer, browse the animation catalogue with its previews, apply actions
+// The Character tab: rig the current model, browse the animation catalogue with its previews, apply actions
 // and watch them play; a motion from a sentence (text-to-motion), applied to the rigged character.
 
 import { call } from "./api.js";

@@ -43,7 +43,10 @@ export async function runTask({ label, path, body, status, onUpdate, button }) {
     words.textContent = text;
     if (status) status.textContent = text;
   };
+  // Screen readers hear each change of state once, not the running counters.
+  const announce = (text) => { $("announce").textContent = text; };
   say(`${label}: sending the request`);
+  announce(`${label}: sending the request`);
   if (button) button.disabled = true;
   try {
     let id;
@@ -62,6 +65,7 @@ export async function runTask({ label, path, body, status, onUpdate, button }) {
     }, 1000);
     try {
       const task = await follow(path, id, (t) => {
+        if (t.status !== last?.status) announce(describe(t, label));
         last = t;
         bar.value = t.progress;
         card.dataset.status = t.status;
@@ -78,6 +82,7 @@ export async function runTask({ label, path, body, status, onUpdate, button }) {
   } catch (error) {
     card.classList.add("failed");
     say(`${label} refused: ${error.message}`);
+    announce(`${label} refused: ${error.message}`);
     throw error;
   }
 }

@@ -1,4 +1,4 @@
-// The Operations tab: Meshy's model operations on the model in the viewer (remesh, convert, resize, retexture,
+// The Operations tab: Meshy's model operations on the current model (remesh, convert, resize, retexture,
 // UV unwrap, print analyse / repair / multi-colour 3MF), each a form with its main options.
 
 import { runTask } from "./jobs.js";
@@ -57,7 +57,7 @@ export function initOperations() {
 export function modelState() {
   const model = currentModel();
   for (const button of document.querySelectorAll("[data-needs-model]")) button.disabled = !model;
-  const text = model ? `Applies to the model in the viewer: ${model.type} ${shortId(model.id)}`
-    : "Create, reuse or open a model first: the tools apply to the model in the viewer.";
+  const text = model ? `Works on the current model: ${model.type} ${shortId(model.id)}`
+    : "Create, reuse or open a model first: the tools work on the current model.";
   for (const hint of document.querySelectorAll(".model-hint")) hint.textContent = text;
 }

@@ -1,4 +1,4 @@
-// The Parts tab: cut the model in the viewer into parts (shown in colours, each part viewable alone), and make the
+// The Parts tab: cut the current model into parts (shown in colours, each part viewable alone), and make the
 // parts of a segmentation whole (part completion).
 
 import { runTask } from "./jobs.js";
