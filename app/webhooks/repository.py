@@ -101,6 +101,16 @@ class WebhookRepository:
             .values(attempts=attempts, next_attempt_at=at)
         )
 
+    async def drop_disabled(self) -> int:
+        """Forget the deliveries of every disabled webhook: a change whose transaction read the webhook as enabled
+        just before it was disabled can commit its outbox row after `drop_waiting` ran."""
+        result = await self.session.execute(
+            delete(WebhookDelivery).where(
+                WebhookDelivery.webhook_id.in_(select(Webhook.id).where(Webhook.enabled.is_(False)))
+            )
+        )
+        return int(result.rowcount or 0)
+
     async def drop_waiting(self, webhook_id: uuid.UUID) -> None:
         """Forget a disabled webhook's waiting deliveries."""
         await self.session.execute(delete(WebhookDelivery).where(WebhookDelivery.webhook_id == webhook_id))

@@ -149,6 +149,11 @@ async def claim(
     return [Claimed(d, webhooks[d.webhook_id]) for d in deliveries if d.webhook_id in webhooks]
 
 
+async def sweep_disabled(session: AsyncSession) -> int:
+    """Remove what is left in the outbox for disabled webhooks (never delivered: claims skip them)."""
+    return await WebhookRepository(session).drop_disabled()
+
+
 def payload(claimed: Claimed, *, signer: UrlSigner, public_url: str | None) -> bytes:
     """The task object as GET answers it for the state of that change (asset URLs signed as GET signs them)."""
     task = task_from_snapshot(claimed.delivery.snapshot)

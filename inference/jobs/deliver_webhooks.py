@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +86,9 @@ async def _attempt(job: JobContext, sending: Sending, claimed: Claimed) -> None:
     metrics.webhook_delivery("refused" if outcome.refused and result == "failed" else result)
 
 
+SWEEP_DISABLED_S = 60.0  # how often a worker removes leftovers of disabled webhooks from the outbox
+
+
 async def run_deliveries(ctx: dict[str, Any], stop: asyncio.Event) -> None:
     """Deliver until `stop` is set, with up to `batch` attempts in flight: a slot that frees is filled at once,
     so one slow receiver never holds up the others; with nothing due, look again after the poll interval."""
@@ -103,7 +107,15 @@ async def run_deliveries(ctx: dict[str, Any], stop: asyncio.Event) -> None:
         limits=httpx.Limits(max_keepalive_connections=0),
     ) as client:  # fmt: skip
         sending = Sending(client, policy, UrlSigner(secret), secret, settings.public_url)
+        swept = time.monotonic()
         while not stop.is_set():
+            if time.monotonic() - swept >= SWEEP_DISABLED_S:
+                swept = time.monotonic()
+                try:
+                    async with job.sessionmaker() as session, session.begin():
+                        await webhook_service.sweep_disabled(session)
+                except Exception:  # only garbage is left behind: the next sweep takes it
+                    log.exception("sweeping the deliveries of disabled webhooks failed")
             free, claimed = policy.batch - len(in_flight), []
             try:
                 claimed = await claim_more(job, sending, free) if free > 0 else []
