@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.core import embedded
 from app.core.config import write_private
 
 _PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]*@")
@@ -35,16 +36,6 @@ class Running:
     pid: int
     home: Path
     api_url: str
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def record(home: Path, *, api_url: str) -> None:
@@ -73,7 +64,7 @@ def servers() -> list[Running]:
             server = Running(int(entry["pid"]), Path(entry["home"]), str(entry["api_url"]))
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if _alive(server.pid):
+        if embedded.process_alive(server.pid):
             found.append(server)
         else:
             with contextlib.suppress(OSError):

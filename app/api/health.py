@@ -34,8 +34,10 @@ async def _check(state: State) -> tuple[dict[str, bool], dict[str, bool]]:
 
     async def workers() -> list[bool]:
         # arq refreshes `<queue>:health-check` (with a TTL) while a worker of that pool runs.
-        keys = [queue_for_pool(state.settings.queue_name, p) + ":health-check" for p in pools]
-        return [bool(await state.redis.exists(key)) for key in keys]
+        async with state.redis.pipeline(transaction=False) as pipe:  # one round trip for every pool
+            for pool in pools:
+                pipe.exists(queue_for_pool(state.settings.queue_name, pool) + ":health-check")
+            return [bool(found) for found in await pipe.execute()]
 
     async def guarded(check, fallback):  # type: ignore[no-untyped-def]
         try:

