@@ -187,9 +187,13 @@ class Stack:
         self.children.append(server)
         return server
 
-    def start_uvicorn(self, name: str, app: str, env: dict[str, str], timeout: float = 60.0) -> Server:
+    def start_uvicorn(
+        self, name: str, app: str, env: dict[str, str], timeout: float = 60.0, workers: int = 1
+    ) -> Server:
         port = free_port()
         args = [sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", str(port), "--log-level", "warning"]
+        if workers > 1:
+            args += ["--workers", str(workers)]
         server = self.spawn(name, args, env, port)
         self.wait_port(server, timeout)
         return server

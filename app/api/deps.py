@@ -56,21 +56,21 @@ ReadSession = Annotated[AsyncSession, Depends(get_read_session)]
 
 async def get_principal(
     state: State,
-    session: ReadSession,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key_header)] = None,
 ) -> Principal:
-    """Authenticate the bearer key, or `X-API-KEY` (autocommit reads: one SELECT, a rare touch), then count it
-    against the rate."""
+    """Authenticate the bearer key, or `X-API-KEY` (one prepared SELECT), then count it against the rate."""
+    return await _authenticate(state, credentials, api_key, cached=False)
+
+
+async def _authenticate(
+    state: AppState, credentials: HTTPAuthorizationCredentials | None, api_key: str | None, *, cached: bool
+) -> Principal:
+    """With `cached`, this process's principal cache first: the caller's statement must then check the key."""
     token = _token(credentials, api_key)
     if token is None:
         raise Unauthorized()
-    try:
-        principal = await billing_service.authenticate(session, token=token, secret=state.secret)
-    finally:
-        # Give the connection back now (the session stays usable): a create waiting on its account lock must
-        # not hold a second connection for the whole request.
-        await session.close()
+    principal = await state.auth.authenticate(token, cached=cached)
     logs.set_account(principal.account_id)
     if state.settings.rate_limits:
         await state.limiter.hit(principal.account_id, principal.requests_per_second)
@@ -78,6 +78,53 @@ async def get_principal(
 
 
 ApiKeyAuth = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_cached_principal(
+    state: State,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key_header)] = None,
+) -> Principal:
+    """As `get_principal`, from this process's cache when it can: only for routes whose statements check the key
+    again (create does, in the statement that locks the account)."""
+    return await _authenticate(state, credentials, api_key, cached=True)
+
+
+CachedAuth = Annotated[Principal, Depends(get_cached_principal)]
+
+
+@dataclass(frozen=True)
+class Reader:
+    """What a hot read route needs, from one dependency (each one FastAPI solves costs a few microseconds): the
+    authenticated principal, the process state and the asset links of this request's base URL."""
+
+    principal: Principal
+    state: AppState
+    links: AssetLinks
+
+    async def check_key(self, valid: bool | None) -> None:
+        """Unauthorized unless the key was valid in the route's statement (`valid`: its `key_valid` column, or None
+        when the statement found no row to carry it: then one more statement asks)."""
+        if valid is None:
+            valid = await self.state.auth.still_valid(self.principal)
+        if not valid:
+            self.state.auth.forget(self.principal.key_id)
+            raise Unauthorized()
+
+
+async def get_reader(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    api_key: Annotated[str | None, Depends(_api_key_header)] = None,
+) -> Reader:
+    """The principal from this process's cache when it has it: the route's own statement checks the key is still
+    valid (`billing.auth.key_valid`) and calls `Reader.revoked` when it is not."""
+    state: AppState = request.app.state.mf
+    principal = await _authenticate(state, credentials, api_key, cached=True)
+    return Reader(principal, state, _links(state, request))
+
+
+ReaderAuth = Annotated[Reader, Depends(get_reader)]
 
 
 @dataclass(frozen=True)
@@ -91,7 +138,6 @@ class StreamCaller:
 async def get_stream_caller(
     request: Request,
     state: State,
-    session: ReadSession,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     api_key: Annotated[str | None, Depends(_api_key_header)] = None,
     token: Annotated[
@@ -101,18 +147,16 @@ async def get_stream_caller(
 ) -> StreamCaller:
     """A key as everywhere (bearer or X-API-KEY), or, on stream routes only, a short-lived `?token=`."""
     if credentials is not None or api_key or token is None:
-        return StreamCaller(await get_principal(state, session, credentials, api_key))
+        return StreamCaller(await _authenticate(state, credentials, api_key, cached=False))
     task_id = parse_id(request.path_params.get("task_id", "")) or uuid.UUID(int=0)
     try:
         grant = tokens.verify(state.secret, token, task_id=task_id)
     except tokens.StreamTokenInvalid as exc:
         return StreamCaller(None, str(exc))
-    try:
+    async with state.reader() as session:  # closed before the stream starts: it runs for minutes
         principal = await billing_service.principal_for_account(
             session, account_id=grant.account_id, key_id=grant.key_id
         )
-    finally:
-        await session.close()  # a stream runs for minutes: it must not keep a connection checked out
     if principal is None:
         return StreamCaller(None, "Invalid stream token")
     logs.set_account(principal.account_id)
@@ -125,6 +169,10 @@ StreamAuth = Annotated[StreamCaller, Depends(get_stream_caller)]
 
 
 async def get_links(state: State, request: Request) -> AssetLinks:
+    return _links(state, request)
+
+
+def _links(state: AppState, request: Request) -> AssetLinks:
     base = state.settings.public_url or str(request.base_url)
     return AssetLinks(signer=state.signer, base_url=base)
 

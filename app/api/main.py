@@ -6,6 +6,7 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,9 +43,12 @@ from app.core.db import open_checked_engine, reader, sessionmaker
 from app.core.logs import RedactSecrets
 from app.core.queue import ArqQueue
 from app.core.registry import load_registry
+from app.core.rowdb import RowPool
 from app.core.storage import store_from_settings
 from app.tasks.events import Snapshot, TaskEventHub
+from app.tasks.render import RenderCache
 from app.tasks.repository import TaskRepository
+from billing.auth import AUTH_CHANNEL, Authenticator, PrincipalCache
 from billing.quotas import RateLimiter
 
 
@@ -73,10 +77,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with read() as session:
             return await TaskRepository(session).queue_positions(pool, task_ids)
 
-    hub = TaskEventHub(asyncpg_dsn(settings.database_url), load, rank)
+    secret = settings.secret()
+    rows = await RowPool.open(asyncpg_dsn(settings.database_url), max_size=settings.db_read_pool_size)
+    principals = PrincipalCache(ttl_s=settings.auth_cache_ttl_s)
+    hub = TaskEventHub(
+        asyncpg_dsn(settings.database_url), load, rank,
+        channels={AUTH_CHANNEL: principals.invalidate}, on_listening=principals.listening,
+    )  # fmt: skip
     await hub.start()
     queue = await ArqQueue.connect(settings.redis_url, settings.queue_name)
-    secret = settings.secret()
     store = store_from_settings(settings)
     await asyncio.to_thread(testmode.install_assets, store)  # S3: a few requests; off the loop
     app.state.mf = AppState(
@@ -84,6 +93,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub=hub,
         signer=UrlSigner(secret), store=store, registry=load_registry(), secret=secret,
         limiter=RateLimiter(queue.redis),
+        rows=rows, auth=Authenticator(rows, secret, principals), renders=RenderCache(),
     )  # fmt: skip
     # Everything built so far lives as long as the process: keep it out of the collector's way, so full
     # collections stay short with thousands of open streams (measured in bench/: pauses grew to ~0.7 s).
@@ -95,7 +105,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await hub.stop()
+        await app.state.mf.auth.drain()
         await queue.close()
+        await rows.close()
         await engine.dispose()
 
 
@@ -120,13 +132,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(observability.router)  # /metrics, outside the OpenAPI schema
     app.include_router(animation_library.router)  # before the `animations` resource: /animations/library
+    for resource in RESOURCES:  # the hot routes early: routers are tried in order
+        app.include_router(resource_router(resource))
     app.include_router(motion_service.router)
     app.include_router(aigc.router)  # 3DAIGC-API's routes, over the same tasks
     app.include_router(aigc_uploads.router)
     app.include_router(dice_talk.router)  # DICE-Talk's routes, over talking-head tasks
     app.include_router(comfy.router)  # ComfyUI's upload flow (its prefix and Meshy's old paths: PathAliases)
-    for resource in RESOURCES:
-        app.include_router(resource_router(resource))
     app.include_router(balance.router)
     app.include_router(capabilities.router)
     app.include_router(asset_search.router)
@@ -164,8 +176,12 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
+        if declared is None and "transfer-encoding" not in headers:
+            await self.app(scope, receive, send)  # no body (a GET): nothing to count
+            return
         max_bytes = self.settings.max_body_bytes
-        declared = Headers(scope=scope).get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
             await _too_large(send, max_bytes)
             return
@@ -211,7 +227,7 @@ class MeshyHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = (Headers(scope=scope).get("x-request-id") or uuid.uuid4().hex)[:128]
+        request_id = (Headers(scope=scope).get("x-request-id") or os.urandom(16).hex())[:128]
         scope.setdefault("state", {})["request_id"] = request_id  # for the error log
 
         async def send_with_headers(message: Message) -> None:

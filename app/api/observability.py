@@ -75,7 +75,7 @@ class Observe:
             if message["type"] == "http.response.start" and not responded:
                 responded = True
                 status = message["status"]
-                metrics.HTTP_DURATION.labels(method, route_of(scope)).observe(time.perf_counter() - start)
+                metrics.http_duration(method, route_of(scope)).observe(time.perf_counter() - start)
             await send(message)
 
         metrics.HTTP_IN_PROGRESS.inc()
@@ -85,8 +85,8 @@ class Observe:
             metrics.HTTP_IN_PROGRESS.dec()
             route = route_of(scope)
             if not responded:
-                metrics.HTTP_DURATION.labels(method, route).observe(time.perf_counter() - start)
-            metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
+                metrics.http_duration(method, route).observe(time.perf_counter() - start)
+            metrics.http_requests(method, route, status).inc()
             if context.task_id is None and isinstance(scope.get("path_params"), dict):  # the task a path names
                 context.task_id = _UNSAFE_ID.sub("", str(scope["path_params"].get("task_id") or ""))[:64] or None
             _access(scope, method, route, status, (time.perf_counter() - start) * 1000)

@@ -27,16 +27,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.api import testmode
 from app.api.admission import admit_task
 from app.api.comfy import inline_uploads, names_uploads
-from app.api.deps import ApiKeyAuth, DbSession, Links, ReadSession, State, StreamAuth
+from app.api.deps import ApiKeyAuth, CachedAuth, DbSession, Links, ReaderAuth, State, StreamAuth
 from app.api.errors import error_responses
 from app.api.render import render_task
 from app.api.retrieval import Retrieve, find_match, stage
+from app.api.routing import PrefixedRouter
 from app.api.sse import error_stream, open_task_stream
 from app.api.state import AppState
 from app.api.v2.schemas import TaskCreated
 from app.core import logs, metrics
 from app.core.assets import Staged
+from app.core.errors import Unauthorized
 from app.core.ids import new_id, parse_id
+from app.tasks import reads as task_reads
 from app.tasks import service as task_service
 from app.tasks.errors import TaskNotFound
 from app.tasks.models import Task
@@ -115,6 +118,8 @@ async def create_from(resource: Resource, body: Any, principal: Principal, sessi
         async with session.begin():
             replay = await task_service.find_replay(session, account_id=principal.account_id, idempotency=idempotency)
         if replay is not None:
+            if not await state.auth.still_valid(principal):  # the principal may come from the cache
+                raise Unauthorized()
             return str(replay.id)
     task_id = new_id()
     stored = False
@@ -189,7 +194,7 @@ def _store_inputs(state: AppState, task_id: uuid.UUID, files: dict[str, bytes]) 
 
 def resource_router(resource: Resource) -> APIRouter:
     """The five verbs for `resource`; see the module docstring."""
-    router = APIRouter(prefix=resource.path, tags=[resource.tag])
+    router = PrefixedRouter(prefix=resource.path, tags=[resource.tag])
     types = resource.types
     op = resource.slug.replace("-", "_").replace("/", "_")
 
@@ -205,7 +210,7 @@ def resource_router(resource: Resource) -> APIRouter:
     )  # fmt: skip
     async def create(
         body: Annotated[resource.request, Body()],  # type: ignore[name-defined]
-        principal: ApiKeyAuth,
+        principal: CachedAuth,  # the key is checked again in the statement that locks the account
         session: DbSession,
         state: State,
         idempotency_key: IdempotencyKeyHeader = None,
@@ -220,14 +225,13 @@ def resource_router(resource: Resource) -> APIRouter:
         responses={200: {"model": list[resource.task_model]}, **error_responses(400, 401, 429)},  # type: ignore[name-defined]
     )  # fmt: skip
     async def list_tasks(
-        principal: ApiKeyAuth,
-        session: ReadSession,
-        links: Links,
+        reader: ReaderAuth,
         page_num: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
         page_size: Annotated[int, Query(ge=1, le=50)] = 10,
         sort_by: Annotated[Literal["+created_at", "-created_at", " created_at", "created_at"], Query()] = "-created_at",
-    ) -> JSONResponse:
+    ) -> Response:
         """The caller's tasks as a bare JSON array, newest first unless `sort_by=%2Bcreated_at`."""
+        principal, state, links = reader.principal, reader.state, reader.links
         if principal.test_mode:
             samples = sorted(
                 (t for t in testmode.SAMPLES.values() if t.type in types), key=lambda t: t.id,
@@ -235,25 +239,33 @@ def resource_router(resource: Resource) -> APIRouter:
             )  # fmt: skip
             page = samples[(page_num - 1) * page_size :][:page_size]
             return JSONResponse([render_task(t, 0, links) for t in page])
-        views = await task_service.list_tasks(
-            session, account_id=principal.account_id, types=types, page_num=page_num, page_size=page_size,
-            ascending=_ascending(sort_by),
+        rows = await task_reads.page(
+            state.rows, account_id=principal.account_id, key_id=principal.key_id, types=types,
+            offset=(page_num - 1) * page_size, limit=page_size, ascending=_ascending(sort_by),
         )  # fmt: skip
-        # Rendered straight to JSON: the dicts are built to the wire schema already, no second validation pass.
-        return JSONResponse([render_task(v.task, v.preceding_tasks, links) for v in views])
+        await reader.check_key(rows[0].key_valid if rows else None)
+        # One prepared statement; each object rendered (signed, encoded) once per row version, straight to bytes.
+        return Response(state.renders.render_list(rows, links), media_type="application/json")
 
     @router.get(
         "/{task_id}", response_model=None, operation_id=f"get_{op}",
         responses={200: {"model": resource.task_model}, **error_responses(401, 404, 429)},
     )  # fmt: skip
-    async def get_task(task_id: str, principal: ApiKeyAuth, session: ReadSession, links: Links) -> JSONResponse:
+    async def get_task(task_id: str, reader: ReaderAuth) -> Response:
         """One task. Another account's task is a 404."""
+        principal, state, links = reader.principal, reader.state, reader.links
         if principal.test_mode:
             return JSONResponse(render_task(sample(task_id), 0, links))
-        view = await task_service.get_task(
-            session, account_id=principal.account_id, task_id=parse_id(task_id), types=types
-        )
-        return JSONResponse(render_task(view.task, view.preceding_tasks, links))
+        parsed = parse_id(task_id)
+        row = None
+        if parsed is not None:
+            row = await task_reads.get_owned(
+                state.rows, task_id=parsed, account_id=principal.account_id, key_id=principal.key_id, types=types
+            )
+        await reader.check_key(row.key_valid if row is not None else None)
+        if row is None:
+            raise TaskNotFound()
+        return Response(state.renders.render(row, links), media_type="application/json")
 
     @router.delete("/{task_id}", operation_id=f"delete_{op}", responses=error_responses(401, 404, 429))
     async def delete_task(task_id: str, principal: ApiKeyAuth, session: DbSession, state: State) -> Response:

@@ -11,7 +11,10 @@ from app.core.assets import AssetStore, UrlSigner
 from app.core.config import Settings
 from app.core.queue import Queue
 from app.core.registry import Registry
+from app.core.rowdb import RowPool
 from app.tasks.events import TaskEventHub
+from app.tasks.render import RenderCache
+from billing.auth import Authenticator
 from billing.quotas import RateLimiter
 
 
@@ -30,3 +33,7 @@ class AppState:
     registry: Registry
     secret: bytes
     limiter: RateLimiter
+    # The hot paths: prepared reads on a plain asyncpg pool, cached principals, task objects rendered once per version.
+    rows: RowPool
+    auth: Authenticator
+    renders: RenderCache

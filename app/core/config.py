@@ -222,6 +222,16 @@ class Settings(BaseSettings):
         "the rest keep Meshy's list (docs/billing.md).",
     )
     rate_limits: bool = Field(True, description="Enforce each plan's requests-per-second limit.")
+    auth_cache_ttl_s: float = Field(
+        60.0,
+        ge=0,
+        description="How long an API process may reuse a key's principal (account, plan limits) without reading it "
+        "again. Revocations and plan changes clear every process's cache at once (LISTEN/NOTIFY); this bounds the "
+        "rest. 0: read the key on every request.",
+    )
+    db_read_pool_size: int = Field(
+        10, ge=1, le=200, description="Connections per API process for the hot reads (GET, list, key lookups)."
+    )
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Origins allowed to call the API and fetch assets from a browser, comma-separated "

@@ -71,6 +71,25 @@ for _outcome in WEBHOOK_OUTCOMES:  # present from the start, so rate() sees the 
     WEBHOOK_DELIVERIES.labels(_outcome)
 
 
+# Label children by their labels: `.labels()` takes a lock and normalises its arguments on every call.
+_HTTP_DURATION_BY: dict[tuple[str, str], Histogram] = {}
+_HTTP_REQUESTS_BY: dict[tuple[str, str, int], Counter] = {}
+
+
+def http_duration(method: str, route: str) -> Histogram:
+    child = _HTTP_DURATION_BY.get((method, route))
+    if child is None:
+        child = _HTTP_DURATION_BY[(method, route)] = HTTP_DURATION.labels(method, route)
+    return child
+
+
+def http_requests(method: str, route: str, status: int) -> Counter:
+    child = _HTTP_REQUESTS_BY.get((method, route, status))
+    if child is None:
+        child = _HTTP_REQUESTS_BY[(method, route, status)] = HTTP_REQUESTS.labels(method, route, str(status))
+    return child
+
+
 def task_created(task_type: str) -> None:
     TASKS_CREATED.labels(task_type).inc()
 

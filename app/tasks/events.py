@@ -27,6 +27,8 @@ from app.tasks.repository import NOTIFY_CHANNEL
 log = logging.getLogger(__name__)
 
 REFRESH_S = 30  # a watched task is re-read at least this often, whatever the LISTEN connection does
+PING_S = 5  # the LISTEN connection is checked this often (a query with a timeout), so a dead one is replaced
+PING_TIMEOUT_S = 3
 
 QUEUE_REFRESH_S = 1.0  # how often queue positions of watched PENDING tasks are re-ranked, when their pool changed
 
@@ -74,10 +76,23 @@ class Subscription:
 
 
 class TaskEventHub:
-    def __init__(self, dsn: str, loader: Loader, ranker: Ranker | None = None) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        loader: Loader,
+        ranker: Ranker | None = None,
+        *,
+        channels: dict[str, Callable[[str], None]] | None = None,
+        on_listening: Callable[[bool], None] | None = None,
+    ) -> None:
+        """`channels`: more channels to LISTEN on with the same connection, and what to call with each payload;
+        `on_listening(up)`: told when the connection starts listening (True) and when it is lost (False), since
+        notifications sent in between are lost."""
         self.dsn = dsn
         self.loader = loader
         self.ranker = ranker
+        self._channels = dict(channels or {})
+        self._on_listening = on_listening
         self._subs: dict[uuid.UUID, set[Subscription]] = {}
         # The newest snapshot of each watched task, with the number of the read behind it: reads are numbered
         # when they start, and a read that finishes after a newer one was applied is dropped.
@@ -135,9 +150,44 @@ class TaskEventHub:
                 self._remember(sub.task_id, None)
 
     async def _connect(self) -> None:
-        self._conn = await asyncpg.connect(self.dsn)
-        await self._conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
-        self._conn.add_termination_listener(lambda _conn: log.warning("task event listener connection closed"))
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            for channel, callback in self._channels.items():
+                await conn.add_listener(channel, _payload_to(callback))
+        except BaseException:
+            conn.terminate()
+            raise
+        conn.add_termination_listener(self._on_terminated)
+        self._conn = conn
+        self._listening(True)
+
+    def _on_terminated(self, conn: object) -> None:
+        if conn is not self._conn:
+            return  # one replaced already: the current connection is what counts
+        log.warning("task event listener connection closed")
+        self._listening(False)
+
+    def _listening(self, up: bool) -> None:
+        if self._on_listening is not None:
+            try:
+                self._on_listening(up)
+            except Exception:
+                log.exception("the listening hook failed")
+
+    async def _alive(self) -> bool:
+        """The LISTEN connection answers a query in time (a half-open TCP connection would not)."""
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            return False
+        try:
+            await conn.fetchval("SELECT 1", timeout=PING_TIMEOUT_S)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("task event listener connection unresponsive (%s); replacing it", exc)
+            self._listening(False)
+            conn.terminate()
+            return False
+        return True
 
     async def _watch(self) -> None:
         """Reconnect a dropped LISTEN connection, then re-read every watched task (changes may be missed).
@@ -154,11 +204,14 @@ class TaskEventHub:
             if ticks % REFRESH_S == 0:
                 for task_id in list(self._subs):
                     self._schedule(task_id)
-            if self._conn is not None and not self._conn.is_closed():
+            if ticks % PING_S == 0:
+                if await self._alive():
+                    continue
+            elif self._conn is not None and not self._conn.is_closed():
                 continue
             try:
                 await self._connect()
-            except (OSError, asyncpg.PostgresError) as exc:
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("task event listener reconnect failed: %s", exc)
                 continue
             for task_id in list(self._subs):
@@ -259,3 +312,13 @@ class TaskEventHub:
                 self._publish(task_id, snapshot if snapshot is not None else DELETED, stamp)
         finally:
             self._fetching.pop(task_id, None)
+
+
+def _payload_to(callback: Callable[[str], None]) -> Callable[[object, int, str, str], None]:
+    def listener(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            callback(payload)
+        except Exception:
+            log.exception("a notification handler failed")
+
+    return listener

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+import orjson
 
 from app.core.assets import UrlSigner
 from app.core.clock import to_ms
@@ -140,4 +142,46 @@ def _render_model(
 
 def to_json_line(body: dict[str, Any]) -> str:
     """Compact single-line JSON: Meshy's sample SSE clients parse one `data:` line per event."""
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    return to_json_bytes(body).decode()
+
+
+def to_json_bytes(body: Any) -> bytes:
+    """Compact UTF-8 JSON, by orjson (the standard library for what orjson refuses: integers past 64 bits)."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class VersionedTask(Protocol):
+    """A task row read with its version (`xmin`) and queue position: app.tasks.reads.TaskRow."""
+
+    id: Any
+    version: int
+    preceding: int
+
+
+class RenderCache:
+    """Rendered task objects as JSON bytes, one per (task, row version, base URL, queue position).
+
+    A row's version changes with every UPDATE, and a signed URL depends only on the task, the file and the task's
+    expiry: for the same version the object is the same bytes, so signing and encoding happen once per version,
+    not once per GET. Bounded; the oldest entries go first.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._entries: dict[tuple[Any, ...], bytes] = {}
+
+    def render(self, row: VersionedTask, links: AssetLinks) -> bytes:
+        key = (row.id, row.version, row.preceding, links.base_url)
+        body = self._entries.get(key)
+        if body is None:
+            body = to_json_bytes(render_task(row, row.preceding, links))  # type: ignore[arg-type]
+            if len(self._entries) >= self._size:
+                del self._entries[next(iter(self._entries))]
+            self._entries[key] = body
+        return body
+
+    def render_list(self, rows: list[Any], links: AssetLinks) -> bytes:
+        return b"[" + b",".join(self.render(row, links) for row in rows) + b"]"

@@ -49,7 +49,7 @@ def _ahead_of(ahead: Any, pool: Any, queued_at: Any, task_id: Any) -> tuple[Any,
     )
 
 
-def _preceding_count() -> Any:
+def preceding_count() -> Any:
     """Tasks ahead in the same pool's queue, for PENDING tasks only."""
     ahead = aliased(Task)
     return (
@@ -156,7 +156,7 @@ class TaskRepository:
     ) -> list[tuple[Task, int]]:
         order = (Task.created_at.asc(), Task.id.asc()) if ascending else (Task.created_at.desc(), Task.id.desc())
         stmt: Select[tuple[Task, int]] = (
-            select(Task, _preceding_count())
+            select(Task, preceding_count())
             .where(Task.account_id == account_id, Task.type.in_(types))
             .order_by(*order)
             .offset(offset)

@@ -84,7 +84,10 @@ async def create_task(
         allowed = ", ".join(registry.ai_models(task_type))
         raise UnsupportedModel(f"Unsupported ai_model {ai_model!r}; this server offers: {allowed}")
     repo = TaskRepository(session)
-    await billing_service.lock_account(session, account_id=principal.account_id)
+    if not principal.test_mode:  # the limits as they are now, and the key checked (it may come from a cache)
+        principal = await billing_service.lock_for_create(session, principal=principal)
+    else:
+        await billing_service.lock_account(session, account_id=principal.account_id)
     if idempotency is not None:
         replay = await _replay(repo, principal.account_id, idempotency)
         if replay is not None:

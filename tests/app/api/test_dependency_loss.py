@@ -56,18 +56,23 @@ async def test_database_connections_lost_give_a_503_then_recover(api, caller: Ca
 
     assert await _terminate_backends(settings.database_url or "") >= 1
 
-    statuses = []
-    for _ in range(8):
+    # Reads (the asyncpg read pool) and creates (SQLAlchemy's pool) in turn: each pool meets its dead connections.
+    gets, posts = [], []
+    for _ in range(6):
         response = await api.client.get(f"/openapi/v2/text-to-3d/{task_id}", headers=caller.headers)
         if response.status_code == 503:
             _check_unavailable(response, "database")
-        statuses.append(response.status_code)
-    assert 500 not in statuses
-    assert statuses[0] == 503, "the first request meets a closed connection (no pre-ping)"
-    # One disconnect invalidates the whole pool: what follows reconnects.
-    assert statuses[2:] == [200] * 6, statuses
-    again = await api.client.post("/openapi/v2/text-to-3d", json=PREVIEW, headers=caller.headers)
-    assert again.status_code == 202
+        gets.append(response.status_code)
+        response = await api.client.post("/openapi/v2/text-to-3d", json=PREVIEW, headers=caller.headers)
+        if response.status_code == 503:
+            _check_unavailable(response, "database")
+        posts.append(response.status_code)
+    assert 500 not in gets + posts
+    # The read pool replaces connections the server closed before using them (no error at all), or, at worst,
+    # answers one 503 and replaces the rest; SQLAlchemy's first use of a dead connection is a 503 (no pre-ping),
+    # and one disconnect invalidates its whole pool: what follows reconnects.
+    assert gets[0] in (200, 503) and gets[1:] == [200] * 5, gets
+    assert posts[0] in (202, 503) and posts[1:] == [202] * 5, posts
 
 
 @pytest.mark.asyncio

@@ -1,0 +1,125 @@
+"""The hot-path read pool: SQLAlchemy Core statements compiled once, run on a plain asyncpg pool, rows as records.
+
+The API's most frequent requests (GET a task, a page of tasks, a key lookup on a cold cache) are single
+autocommit SELECTs. Through an ORM session each cost several times its database time in Python (py-spy on
+`python -m bench.profile get`: SQLAlchemy was a quarter of the API's CPU). Here a statement is written with
+SQLAlchemy Core, so it stays next to the models and typed, compiled once to asyncpg's `$n` SQL, and executed as a
+prepared statement (asyncpg caches them per connection); rows come back as asyncpg records, JSONB decoded by orjson.
+
+Only reads go here: every write stays in a SQLAlchemy transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
+from sqlalchemy.sql import ClauseElement
+
+_DIALECT = pg_asyncpg.dialect()  # type: ignore[no-untyped-call]
+ACQUIRE_TIMEOUT_S = 10.0
+
+
+class PoolExhausted(Exception):
+    """No connection became free within ACQUIRE_TIMEOUT_S: the database is too slow or gone (a 503)."""
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A statement as asyncpg runs it: SQL text with `$1..$n` and the names of the parameters, in order."""
+
+    sql: str
+    names: tuple[str, ...]
+    fixed: Mapping[str, Any]  # the values the statement was built with (literals, `bindparam(name, value)`)
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        fixed = self.fixed
+        return [params[name] if name in params else fixed[name] for name in self.names]
+
+
+def compile_statement(statement: ClauseElement) -> Compiled:
+    """Compile a Core statement once, for asyncpg (bound parameters stay parameters)."""
+    compiled = statement.compile(dialect=_DIALECT)
+    names = tuple(compiled.positiontup or ())
+    binds = compiled.binds
+    fixed = {name: binds[name].effective_value for name in names if not binds[name].required}
+    return Compiled(sql=str(compiled), names=names, fixed=fixed)
+
+
+def _loads(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # what orjson refuses and JSONB allows: integers past 64 bits
+        return json.loads(text)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, encoder=lambda v: orjson.dumps(v).decode(), decoder=_loads,
+                                  schema="pg_catalog", format="text")  # fmt: skip
+
+
+async def _no_reset(_conn: asyncpg.Connection) -> None:
+    """Connections here run single autocommit SELECTs and never change session state: no RESET round trip."""
+
+
+class RowPool:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, dsn: str, *, max_size: int = 10) -> RowPool:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=max_size, max_inactive_connection_lifetime=300.0,
+            init=_init_connection, reset=_no_reset,
+        )  # fmt: skip
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def fetch(
+        self, query: Compiled, params: Mapping[str, Any], record_class: type[asyncpg.Record] | None = None
+    ) -> list[asyncpg.Record]:
+        return await self._run("fetch", query, params, record_class)  # type: ignore[no-any-return]
+
+    async def fetchrow(
+        self, query: Compiled, params: Mapping[str, Any], record_class: type[asyncpg.Record] | None = None
+    ) -> asyncpg.Record | None:
+        return await self._run("fetchrow", query, params, record_class)
+
+    async def execute(self, query: Compiled, params: Mapping[str, Any]) -> str:
+        """A single idempotent statement in autocommit (a key's `last_used_at` touch)."""
+        return await self._run("execute", query, params)  # type: ignore[no-any-return]
+
+    async def _run(
+        self, method: str, query: Compiled, params: Mapping[str, Any], record_class: type[asyncpg.Record] | None = None
+    ) -> Any:
+        try:
+            conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise PoolExhausted("no database connection became free") from exc
+        try:
+            if record_class is not None:
+                return await getattr(conn, method)(query.sql, *query.args(params), record_class=record_class)
+            return await getattr(conn, method)(query.sql, *query.args(params))
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
+            # The server went away (a restart, a failover): every idle connection is as dead as this one.
+            # Replace them all on their next use, so one request sees the outage, not one per pooled connection.
+            self._pool.expire_connections()
+            raise
+        finally:
+            await self._pool.release(conn)
+
+
+def as_list(values: Sequence[Any]) -> list[Any]:
+    """A sequence as the list asyncpg binds to an array parameter."""
+    return values if isinstance(values, list) else list(values)
+
+
+__all__ = ["Compiled", "PoolExhausted", "RowPool", "as_list", "compile_statement"]
