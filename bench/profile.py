@@ -18,14 +18,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.__main__ import CREATE_BODY, RESULTS, Db, create_tasks, loadgen_http
+from bench.__main__ import CREATE_BODY, RESULTS, Db, SseLoad, create_tasks, loadgen_http
 from bench.services import Stack
 
 ROUTES = {
     "get": lambda ids: {"paths": [f"/openapi/v2/text-to-3d/{i}" for i in ids]},
     "list": lambda ids: {"paths": ["/openapi/v2/text-to-3d?page_size=10"]},
     "create": lambda ids: {"paths": ["/openapi/v2/text-to-3d"], "method": "POST", "body": CREATE_BODY},
+    "sse": lambda ids: {},  # 2,000 streams on one task, progress updates while py-spy records (see _sse)
 }
+SSE_STREAMS = 2000
 
 
 def top_functions(raw: Path, limit: int = 40) -> str:
@@ -71,6 +73,8 @@ async def _drive(stack: Stack, route: str, seconds: float, workers: int) -> dict
     try:
         ids = await create_tasks(server.port, stack.api_key, 50)
         await db.mark_succeeded(ids)
+        if route == "sse":
+            return await _sse(stack, server, db, seconds)
         spec = {
             "port": server.port, "concurrency": 32 if route != "create" else 16, "duration_s": seconds + 2,
             "warmup_s": 1.0, "headers": {"Authorization": f"Bearer {stack.api_key}"}, **ROUTES[route](ids),
@@ -100,6 +104,42 @@ async def _drive(stack: Stack, route: str, seconds: float, workers: int) -> dict
     finally:
         await db.close()
         stack.stop(server)
+
+
+async def _sse(stack: Stack, server: Any, db: Db, seconds: float) -> dict[str, Any]:
+    """2,000 streams on one PENDING task (no worker serves the queue), then one progress update every 0.25 s while
+    py-spy records the API: where a fan-out's time goes."""
+    (task_id,) = await create_tasks(server.port, stack.api_key, 1)
+    updates = list(range(1, int(seconds * 4) + 1))
+    auth = {"Authorization": f"Bearer {stack.api_key}"}
+    load = SseLoad(server.port, f"/openapi/v2/text-to-3d/{task_id}/stream", SSE_STREAMS, [0, *updates], auth)
+    raw = RESULTS / "profile-sse.raw"
+    try:
+        ready = await load.start()
+        attempt, _ = await db.claim(task_id)
+        await load.wait_for("got", 60)
+        spy = await asyncio.create_subprocess_exec(
+            "py-spy", "record", "--pid", str(server.pid), "--duration", str(int(seconds)), "--rate", "250",
+            "--format", "raw", "--output", str(raw), "--nonblocking",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        await asyncio.sleep(0.3)
+        for value in updates:
+            await db.progress(task_id, attempt, value)
+            await load.wait_for("got", 30)
+            await asyncio.sleep(0.25)
+        await spy.wait()
+        result = await load.finish()
+    finally:
+        await load.kill()
+    delays = sorted(
+        (t - 0) for value in updates for t in result.get("arrivals", {}).get(str(value), [])
+    )  # arrival stamps only; the bench (`--only d`) reports commit-to-arrival delays
+    (RESULTS / "profile-sse.txt").write_text(
+        f"sse: {ready['connected']} streams, {len(updates)} updates, {len(delays)} events received\n"
+        + top_functions(raw)
+    )
+    return {"route": "sse", "rps": 0.0, "report": str(RESULTS / "profile-sse.txt")}
 
 
 def _children(pid: int) -> list[int]:

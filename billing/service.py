@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.clock import utcnow
 from app.core.errors import BadRequest, Unauthorized
 from billing import keys
-from billing.errors import InsufficientCredits, NoMoreConcurrentTasks, NoMorePendingTasks, UnknownPlan
+from billing.errors import UnknownPlan
 from billing.models import Account, ApiKey, LedgerEntry, Plan
 from billing.repository import BillingRepository
 
@@ -120,24 +120,9 @@ async def principal_for_account(session: AsyncSession, *, account_id: uuid.UUID,
     )
 
 
-async def reserve_task_slot(session: AsyncSession, *, principal: Principal, unfinished: int) -> None:
-    """Raise NoMoreConcurrentTasks when the plan's limit of unfinished tasks is reached.
-
-    Call after `lock_account` in the creating transaction, with the account's current unfinished-task count.
-    """
-    if unfinished >= principal.max_concurrent_tasks:
-        raise NoMoreConcurrentTasks()
-
-
 # Tasks outside Meshy's queue limit (text-to-image, image-to-image) may still not flood the shared queue: an account
 # holds at most this many times its plan's queue limit of them unfinished (429 NoMorePendingTasks past that).
 PENDING_FACTOR = 5
-
-
-async def reserve_pending_slot(session: AsyncSession, *, principal: Principal, unfinished: int) -> None:
-    """Raise NoMorePendingTasks when the account already has too many unfinished tasks of the uncounted kinds."""
-    if unfinished >= principal.max_concurrent_tasks * PENDING_FACTOR:
-        raise NoMorePendingTasks()
 
 
 async def lock_for_create(session: AsyncSession, *, principal: Principal) -> Principal:
@@ -157,15 +142,6 @@ async def lock_account(session: AsyncSession, *, account_id: uuid.UUID) -> Accou
     if account is None:
         raise Unauthorized()
     return account
-
-
-async def charge(session: AsyncSession, *, account_id: uuid.UUID, task_id: uuid.UUID, amount: int) -> None:
-    """Debit `amount` for a task in the caller's transaction, or raise InsufficientCredits."""
-    if amount <= 0:
-        return
-    balance = await BillingRepository(session).apply_delta(account_id, -amount, reason="charge", task_id=task_id)
-    if balance is None:
-        raise InsufficientCredits()
 
 
 async def refund(session: AsyncSession, *, task_id: uuid.UUID) -> int:

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.errors import AppError
+from app.core.rowdb import PoolExhausted
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ _DB_LOST = (
     asyncpg.PostgresConnectionError,  # ConnectionDoesNotExistError, ConnectionFailureError, ...
     asyncpg.exceptions.OperatorInterventionError,  # AdminShutdown, CrashShutdown, CannotConnectNow (starting up)
     asyncpg.exceptions.TooManyConnectionsError,
+    PoolExhausted,  # the read pool had no free connection in time
 )
 _REDIS_LOST = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 RETRY_AFTER_S = 2

@@ -66,10 +66,13 @@ class Subscription:
 
     async def next(self, timeout: float) -> Snapshot | Deleted | None:
         """The newest snapshot since the last call, or None after `timeout` seconds without a change."""
-        try:
-            await asyncio.wait_for(self.changed.wait(), timeout)
-        except TimeoutError:
-            return None
+        if not self.changed.is_set():
+            # asyncio.timeout, not wait_for: no task per wait (thousands of streams wake at once on a change)
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.changed.wait()
+            except TimeoutError:
+                return None
         self.changed.clear()
         value, self.latest = self.latest, None
         return value

@@ -9,7 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    DateTime,
     Select,
+    String,
     Uuid,
     and_,
     any_,
@@ -94,10 +96,75 @@ def _notify_statement() -> Any:
 
 _NOTIFY_AND_RECORD = _notify_statement()
 
+# A create after the account row is locked, as ONE statement (it was four: count, INSERT, UPDATE, INSERT): count the
+# account's unfinished tasks of the kind that has a limit; only while under it, debit the price if the balance covers
+# it; only when debited, insert the task and the ledger's charge row. All parts see one snapshot taken after the
+# lock, so parallel creates of the account (serialised by the lock) see each other's rows.
+_CREATE_CHARGED = text(
+    """
+    WITH unfinished AS (
+        SELECT count(*) AS n FROM tasks
+        WHERE account_id = :account_id AND status IN ('PENDING', 'IN_PROGRESS') AND type = ANY(:limited_types)
+    ), charged AS (
+        UPDATE accounts SET balance = balance - :price
+        WHERE id = :account_id AND balance >= :price AND (SELECT n FROM unfinished) < :slot_limit
+        RETURNING balance
+    ), task AS (
+        INSERT INTO tasks (id, account_id, type, status, progress, ai_model, runner, pool, params, parent_id, seed,
+                           consumed_credits, attempts, outputs, queued_at)
+        SELECT :task_id, :account_id, :type, 'PENDING', 0, :ai_model, :runner, :pool, :params, :parent_id, :seed,
+               :price, 0, '{}'::jsonb, :queued_at
+        FROM charged
+        RETURNING created_at
+    ), ledger AS (
+        INSERT INTO credit_ledger (account_id, delta, balance_after, reason, task_id, note)
+        SELECT :account_id, -:price, balance, 'charge', :task_id, '' FROM charged WHERE :price > 0
+    )
+    SELECT (SELECT n FROM unfinished) AS unfinished, (SELECT balance FROM charged) AS balance,
+           (SELECT created_at FROM task) AS created_at
+    """
+).bindparams(
+    bindparam("limited_types", type_=postgresql.ARRAY(String())),
+    bindparam("params", type_=postgresql.JSONB()),
+    bindparam("task_id", type_=Uuid()),
+    bindparam("account_id", type_=Uuid()),
+    bindparam("parent_id", type_=Uuid()),
+    bindparam("queued_at", type_=DateTime(timezone=True)),
+)
+
 
 class TaskRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def insert_charged(
+        self, task: Task, *, price: int, limited_types: Sequence[str], slot_limit: int
+    ) -> tuple[int, int | None, datetime | None]:
+        """Insert `task` (transient, all columns set) and charge `price` for it in one statement, if the account has
+        fewer than `slot_limit` unfinished tasks of `limited_types` and the balance covers the price. Call with the
+        account row locked. (unfinished count, balance after or None, created_at or None when nothing was written).
+        """
+        row = (
+            await self.session.execute(
+                _CREATE_CHARGED,
+                {
+                    "account_id": task.account_id,
+                    "limited_types": list(limited_types),
+                    "price": price,
+                    "slot_limit": slot_limit,
+                    "task_id": task.id,
+                    "type": task.type,
+                    "ai_model": task.ai_model,
+                    "runner": task.runner,
+                    "pool": task.pool,
+                    "params": task.params,
+                    "parent_id": task.parent_id,
+                    "seed": task.seed,
+                    "queued_at": task.queued_at,
+                },  # fmt: skip
+            )
+        ).one()
+        return int(row.unfinished), row.balance, row.created_at
 
     async def add(self, task: Task) -> Task:
         self.session.add(task)
@@ -214,17 +281,6 @@ class TaskRepository:
     async def past_deadline(self, now: datetime, limit: int = 500) -> list[Task]:
         stmt = select(Task).where(Task.status == TaskStatus.IN_PROGRESS.value, Task.deadline_at < now).limit(limit)
         return list((await self.session.execute(stmt)).scalars())
-
-    async def count_unfinished(self, account_id: uuid.UUID, types: Sequence[str]) -> int:
-        """The account's PENDING and IN_PROGRESS tasks of `types` (those that count toward its queue limit)."""
-        result = await self.session.execute(
-            select(func.count()).where(
-                Task.account_id == account_id,
-                Task.status.in_((TaskStatus.PENDING.value, TaskStatus.IN_PROGRESS.value)),
-                Task.type.in_(types),
-            )
-        )
-        return int(result.scalar_one())
 
     async def find_idempotency(self, account_id: uuid.UUID, key: str) -> IdempotencyKey | None:
         return await self.session.get(IdempotencyKey, (account_id, key))

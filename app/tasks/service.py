@@ -25,7 +25,7 @@ from app.tasks.kinds import COUNTED_TYPES, UNCOUNTED_TYPES, counts_toward_concur
 from app.tasks.models import Task, TaskStatus, TaskType
 from app.tasks.repository import TaskRepository
 from billing import service as billing_service
-from billing.errors import IdempotencyKeyReused
+from billing.errors import IdempotencyKeyReused, InsufficientCredits, NoMoreConcurrentTasks, NoMorePendingTasks
 from billing.service import Principal
 
 TEXT_TO_3D_TYPES = (TaskType.TEXT_TO_3D_PREVIEW.value, TaskType.TEXT_TO_3D_REFINE.value)
@@ -92,19 +92,15 @@ async def create_task(
         replay = await _replay(repo, principal.account_id, idempotency)
         if replay is not None:
             return Created(replay, replayed=True)
-    if counts_toward_concurrency(task_type):
-        await billing_service.reserve_task_slot(
-            session, principal=principal, unfinished=await repo.count_unfinished(principal.account_id, COUNTED_TYPES)
-        )
-    else:  # the 2D resources never hit NoMoreConcurrentTasks, but one account may not flood the shared queue
-        await billing_service.reserve_pending_slot(
-            session, principal=principal, unfinished=await repo.count_unfinished(principal.account_id, UNCOUNTED_TYPES)
-        )
+    counted = counts_toward_concurrency(task_type)
+    # The 2D resources never hit NoMoreConcurrentTasks, but one account may not flood the shared queue with them.
+    slot_limit = principal.max_concurrent_tasks * (1 if counted else billing_service.PENDING_FACTOR)
     task = Task(
         id=task_id or new_id(),
         account_id=principal.account_id,
         type=task_type,
         status=TaskStatus.PENDING.value,
+        progress=0,
         ai_model=ai_model,
         runner=entry.runner,
         pool=entry.pool,
@@ -113,12 +109,19 @@ async def create_task(
         seed=int(params.get("seed", 0)),
         outputs={},
         consumed_credits=price,
+        attempts=0,
         queued_at=queue_position(now := utcnow(), principal.priority, priority_head_start_s),
     )
-    await repo.add(task)
+    unfinished, balance, created_at = await repo.insert_charged(
+        task, price=price, limited_types=COUNTED_TYPES if counted else UNCOUNTED_TYPES, slot_limit=slot_limit
+    )
+    if unfinished >= slot_limit:
+        raise NoMoreConcurrentTasks() if counted else NoMorePendingTasks()
+    if balance is None or created_at is None:
+        raise InsufficientCredits()
+    task.created_at = created_at
     if task.queued_at < now:  # it enters ahead of waiting tasks: their streams' queue positions move
         await repo.notify(task, webhooks=False)  # webhooks get changes, not creations (whatever the priority)
-    await billing_service.charge(session, account_id=principal.account_id, task_id=task.id, amount=price)
     if idempotency is not None:
         await repo.remember_idempotency(principal.account_id, idempotency.key, idempotency.request_hash, task.id)
     return Created(task)
@@ -332,14 +335,15 @@ async def succeed(
 async def complete_at_once(session: AsyncSession, *, task: Task, outputs: dict[str, Any], retention_s: int) -> Task:
     """A task answered without a worker (retrieve-before-generate): SUCCEEDED in its creating transaction."""
     now = utcnow()
-    task.status = TaskStatus.SUCCEEDED.value
-    task.progress = 100
-    task.outputs = outputs
-    task.started_at = task.finished_at = now
-    task.expires_at = now + timedelta(seconds=retention_s)
-    await session.flush()
-    await TaskRepository(session).notify(task)
-    return task
+    repo = TaskRepository(session)
+    done = await repo.transition(
+        task.id, expected=(TaskStatus.PENDING.value,), status=TaskStatus.SUCCEEDED.value, progress=100,
+        outputs=outputs, started_at=now, finished_at=now, expires_at=now + timedelta(seconds=retention_s),
+    )  # fmt: skip
+    if done is None:  # created in this very transaction: it cannot have moved on
+        raise RuntimeError(f"task {task.id} was not PENDING when answered at once")
+    await repo.notify(done)
+    return done
 
 
 async def fail(
