@@ -357,6 +357,21 @@ async def bench_requests(stack: Stack, cfg: Config, db: Db, out: dict[str, Any])
     )
     out["a"]["list_with_pending"]["pending_tasks"] = pending
     stack.stop(api)
+    # Scale-out: the same GET load against `api --workers 2` (two uvicorn worker processes on one socket), then
+    # against one process again right after, so that both figures come from the same minute of this machine.
+    api2 = stack.start_uvicorn(
+        "api-workers-2", "app.api.main:app", stack.env(QUEUE_NAME=stack.queue("idle")), workers=2
+    )
+    gets = {**common, "headers": auth, "paths": [f"/openapi/v2/text-to-3d/{i}" for i in ids]}
+    try:
+        out["a"]["get_task_workers_2"] = await measure_http(stack, cfg, "GET task, api --workers 2", api2, gets)
+    finally:
+        stack.stop(api2)
+    api1 = stack.start_api("api-requests-1", "idle")
+    try:
+        out["a"]["get_task_workers_1"] = await measure_http(stack, cfg, "GET task, 1 process (again)", api1, gets)
+    finally:
+        stack.stop(api1)
     stack.stop(baseline)
 
 
@@ -755,6 +770,16 @@ def table(results: dict[str, Any]) -> str:
         conc = a["get_task"]["concurrency"]
         http_rows(f"(a) GET task, {conc} conns", a["get_task"], a["baseline_get"], "bare GET")
         http_rows(f"(a) list 10, {conc} conns", a["list"], a["baseline_get"], "bare GET")
+        if "get_task_workers_2" in a:
+            two, one = a["get_task_workers_2"], a["get_task_workers_1"]
+            rows.append(
+                (
+                    "(a) GET task, api --workers 2 req/s",
+                    f"{two['rps']:.0f}",
+                    f"{one['rps']:.0f} (1 process)",
+                    ratio(two["rps"], one["rps"]),
+                )
+            )
         lp = a["list_with_pending"]
         rows.append(
             (
