@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from typing import Any
 
-from sqlalchemy import bindparam, exists, func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utcnow
@@ -18,20 +17,6 @@ _FIND_ACTIVE_KEY = (
     .join(Account, Account.id == ApiKey.account_id)
     .join(Plan, Plan.name == Account.plan)
     .where(ApiKey.key_hash == bindparam("key_hash"), ApiKey.revoked_at.is_(None))
-)
-
-
-_LOCK_FOR_CREATE = (
-    select(
-        Plan.requests_per_second,
-        Plan.max_concurrent_tasks,
-        Plan.priority,
-        exists().where(ApiKey.id == bindparam("key_id"), ApiKey.revoked_at.is_(None)).label("key_valid"),
-    )
-    .select_from(Account)
-    .join(Plan, Plan.name == Account.plan)
-    .where(Account.id == bindparam("account_id"))
-    .with_for_update(of=Account)
 )
 
 
@@ -81,12 +66,6 @@ class BillingRepository:
             .returning(ApiKey)
         )
         return result.scalar_one_or_none()
-
-    async def lock_for_create(self, account_id: uuid.UUID, key_id: uuid.UUID) -> Any:
-        """Lock the account row and read, in the same statement, its plan's limits now and whether `key_id` is
-        still unrevoked: (requests_per_second, max_concurrent_tasks, priority, key_valid), or None."""
-        result = await self.session.execute(_LOCK_FOR_CREATE, {"account_id": account_id, "key_id": key_id})
-        return result.one_or_none()
 
     async def lock_account(self, account_id: uuid.UUID) -> Account | None:
         """Serialise this account's creates: concurrency checks and charges then see each other's rows."""

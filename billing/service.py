@@ -125,18 +125,6 @@ async def principal_for_account(session: AsyncSession, *, account_id: uuid.UUID,
 PENDING_FACTOR = 5
 
 
-async def lock_for_create(session: AsyncSession, *, principal: Principal) -> Principal:
-    """Lock the caller's account for a create and return its principal as it is now: the plan's limits read in the
-    same statement as the lock, Unauthorized if the key was revoked (the principal may come from a cache)."""
-    row = await BillingRepository(session).lock_for_create(principal.account_id, principal.key_id)
-    if row is None or not row.key_valid:
-        raise Unauthorized()
-    return Principal(
-        account_id=principal.account_id, key_id=principal.key_id, requests_per_second=row.requests_per_second,
-        max_concurrent_tasks=row.max_concurrent_tasks, priority=row.priority,
-    )  # fmt: skip
-
-
 async def lock_account(session: AsyncSession, *, account_id: uuid.UUID) -> Account:
     account = await BillingRepository(session).lock_account(account_id)
     if account is None:

@@ -119,6 +119,7 @@ async def create_from(resource: Resource, body: Any, principal: Principal, sessi
             replay = await task_service.find_replay(session, account_id=principal.account_id, idempotency=idempotency)
         if replay is not None:
             if not await state.auth.still_valid(principal):  # the principal may come from the cache
+                state.auth.forget(principal.key_id)
                 raise Unauthorized()
             return str(replay.id)
     task_id = new_id()
@@ -148,22 +149,35 @@ async def create_from(resource: Resource, body: Any, principal: Principal, sessi
                 prepared.task_type, prepared.params.get("ai_model", ""), state.settings.credit_prices,
                 variant=prepared.variant,
             ) * prepared.quantity  # fmt: skip
+        # The reads above are done; the create itself is one round trip and one short transaction of its own.
+        if prepared.files:
+            stored = True  # inputs are in place before the create makes the task visible to a worker
+            await asyncio.to_thread(_store_inputs, state, task_id, prepared.files)
+        try:
             created = await task_service.create_task(
-                session, principal=principal, task_type=prepared.task_type, params=prepared.params,
+                state.rows, principal=principal, task_type=prepared.task_type, params=prepared.params,
                 registry=state.registry, price=price, parent_id=prepared.parent_id, idempotency=idempotency,
                 priority_head_start_s=state.settings.priority_head_start_s, task_id=task_id,
             )  # fmt: skip
-            if prepared.files and not created.replayed:
-                stored = True  # inputs are in place before the commit makes the task visible to a worker
-                await asyncio.to_thread(_store_inputs, state, task_id, prepared.files)
-            if match is not None and outputs is not None and staged is not None and not created.replayed:
-                stored = True  # the files are in place before the commit shows the task SUCCEEDED
-                await asyncio.to_thread(state.store.commit, staged)
-                await task_service.complete_at_once(
+        except Unauthorized:  # the key was revoked (the principal came from the cache): drop it now
+            state.auth.forget(principal.key_id)
+            raise
+        if created.replayed:  # a racing retry created it first: nothing of ours is used
+            if stored:
+                await asyncio.to_thread(state.store.delete, task_id)
+            return str(created.task.id)
+        if match is not None and outputs is not None and staged is not None:
+            # Answered from a match: the files, then SUCCEEDED. (Until then the task is PENDING and not enqueued:
+            # no worker sees it; were this process to die in between, the reaper would enqueue it and it would be
+            # generated instead.)
+            stored = True
+            await asyncio.to_thread(state.store.commit, staged)
+            async with session.begin():
+                done = await task_service.complete_at_once(
                     session, task=created.task, outputs=outputs, retention_s=state.settings.asset_retention_s
                 )
-                _observe_created(created.task, finished=True)
-                return str(created.task.id)
+            _observe_created(done, finished=True)
+            return str(done.id)
     except BaseException:
         if stored:
             await asyncio.to_thread(state.store.delete, task_id)

@@ -9,7 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    DateTime,
+    Float,
+    Integer,
     Select,
     String,
     Uuid,
@@ -31,6 +32,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from app.core.rowdb import RowPool, compile_statement
 from app.tasks.models import IdempotencyKey, Task, TaskStatus
 from app.webhooks.models import Webhook, WebhookDelivery
 
@@ -96,40 +98,32 @@ def _notify_statement() -> Any:
 
 _NOTIFY_AND_RECORD = _notify_statement()
 
-# A create after the account row is locked, as ONE statement (it was four: count, INSERT, UPDATE, INSERT): count the
-# account's unfinished tasks of the kind that has a limit; only while under it, debit the price if the balance covers
-# it; only when debited, insert the task and the ledger's charge row. All parts see one snapshot taken after the
-# lock, so parallel creates of the account (serialised by the lock) see each other's rows.
-_CREATE_CHARGED = text(
-    """
-    WITH unfinished AS (
-        SELECT count(*) AS n FROM tasks
-        WHERE account_id = :account_id AND status IN ('PENDING', 'IN_PROGRESS') AND type = ANY(:limited_types)
-    ), charged AS (
-        UPDATE accounts SET balance = balance - :price
-        WHERE id = :account_id AND balance >= :price AND (SELECT n FROM unfinished) < :slot_limit
-        RETURNING balance
-    ), task AS (
-        INSERT INTO tasks (id, account_id, type, status, progress, ai_model, runner, pool, params, parent_id, seed,
-                           consumed_credits, attempts, outputs, queued_at)
-        SELECT :task_id, :account_id, :type, 'PENDING', 0, :ai_model, :runner, :pool, :params, :parent_id, :seed,
-               :price, 0, '{}'::jsonb, :queued_at
-        FROM charged
-        RETURNING created_at
-    ), ledger AS (
-        INSERT INTO credit_ledger (account_id, delta, balance_after, reason, task_id, note)
-        SELECT :account_id, -:price, balance, 'charge', :task_id, '' FROM charged WHERE :price > 0
-    )
-    SELECT (SELECT n FROM unfinished) AS unfinished, (SELECT balance FROM charged) AS balance,
-           (SELECT created_at FROM task) AS created_at
-    """
-).bindparams(
-    bindparam("limited_types", type_=postgresql.ARRAY(String())),
-    bindparam("params", type_=postgresql.JSONB()),
-    bindparam("task_id", type_=Uuid()),
-    bindparam("account_id", type_=Uuid()),
-    bindparam("parent_id", type_=Uuid()),
-    bindparam("queued_at", type_=DateTime(timezone=True)),
+_CREATE_TASK = compile_statement(
+    text(
+        "SELECT outcome, task_id, created_at, queued_at FROM mf_create_task(:account_id, :key_id, :task_id, :type, "
+        ":ai_model, :runner, :pool, :params, :parent_id, :seed, :price, :head_start_s, :max_head_start_s, "
+        ":limited_types, :slot_factor, :idempotency_key, :request_hash, :idempotency_window_s, :channel)"
+    ).bindparams(
+        bindparam("account_id", type_=Uuid()),
+        bindparam("key_id", type_=Uuid()),
+        bindparam("task_id", type_=Uuid()),
+        bindparam("parent_id", type_=Uuid()),
+        bindparam("params", type_=postgresql.JSONB()),
+        bindparam("limited_types", type_=postgresql.ARRAY(String())),
+        bindparam("head_start_s", type_=Float()),
+        bindparam("max_head_start_s", type_=Float()),
+        bindparam("idempotency_window_s", type_=Float()),
+        bindparam("seed", type_=Integer()),
+        bindparam("price", type_=Integer()),
+        bindparam("slot_factor", type_=Integer()),
+        bindparam("type", type_=String()),
+        bindparam("ai_model", type_=String()),
+        bindparam("runner", type_=String()),
+        bindparam("pool", type_=String()),
+        bindparam("idempotency_key", type_=String()),
+        bindparam("request_hash", type_=String()),
+        bindparam("channel", type_=String()),
+    )  # fmt: skip
 )
 
 
@@ -137,34 +131,49 @@ class TaskRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def insert_charged(
-        self, task: Task, *, price: int, limited_types: Sequence[str], slot_limit: int
-    ) -> tuple[int, int | None, datetime | None]:
-        """Insert `task` (transient, all columns set) and charge `price` for it in one statement, if the account has
-        fewer than `slot_limit` unfinished tasks of `limited_types` and the balance covers the price. Call with the
-        account row locked. (unfinished count, balance after or None, created_at or None when nothing was written).
-        """
-        row = (
-            await self.session.execute(
-                _CREATE_CHARGED,
-                {
-                    "account_id": task.account_id,
-                    "limited_types": list(limited_types),
-                    "price": price,
-                    "slot_limit": slot_limit,
-                    "task_id": task.id,
-                    "type": task.type,
-                    "ai_model": task.ai_model,
-                    "runner": task.runner,
-                    "pool": task.pool,
-                    "params": task.params,
-                    "parent_id": task.parent_id,
-                    "seed": task.seed,
-                    "queued_at": task.queued_at,
-                },  # fmt: skip
-            )
-        ).one()
-        return int(row.unfinished), row.balance, row.created_at
+    @staticmethod
+    async def create_charged(
+        rows: RowPool,
+        task: Task,
+        *,
+        price: int,
+        key_id: uuid.UUID,
+        head_start_s: float,
+        max_head_start_s: float,
+        limited_types: Sequence[str],
+        slot_factor: int,
+        idempotency_key: str | None,
+        request_hash: str | None,
+        idempotency_window_s: float,
+    ) -> tuple[str, uuid.UUID | None, datetime | None, datetime | None]:
+        """Create `task` (transient; its columns set) and charge `price`: `mf_create_task` (migration
+        2026-11-29-2030), one round trip in autocommit. (outcome, task id, created_at, queued_at)."""
+        row = await rows.fetchrow(
+            _CREATE_TASK,
+            {
+                "account_id": task.account_id,
+                "key_id": key_id,
+                "task_id": task.id,
+                "type": task.type,
+                "ai_model": task.ai_model,
+                "runner": task.runner,
+                "pool": task.pool,
+                "params": task.params,
+                "parent_id": task.parent_id,
+                "seed": task.seed,
+                "price": price,
+                "head_start_s": head_start_s,
+                "max_head_start_s": max_head_start_s,
+                "limited_types": list(limited_types),
+                "slot_factor": slot_factor,
+                "idempotency_key": idempotency_key,
+                "request_hash": request_hash,
+                "idempotency_window_s": idempotency_window_s,
+                "channel": NOTIFY_CHANNEL,
+            },  # fmt: skip
+        )
+        assert row is not None  # the function always returns one row
+        return row["outcome"], row["task_id"], row["created_at"], row["queued_at"]
 
     async def add(self, task: Task) -> Task:
         self.session.add(task)

@@ -11,8 +11,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.clock import utcnow
+from app.core.errors import Unauthorized
 from app.core.ids import new_id, parse_id
 from app.core.registry import Registry
+from app.core.rowdb import RowPool
 from app.tasks.errors import (
     InputTaskNotReady,
     InvalidInputTask,
@@ -60,7 +62,7 @@ MAX_HEAD_START_S = 3600.0
 
 
 async def create_task(
-    session: AsyncSession,
+    rows: RowPool,
     *,
     principal: Principal,
     task_type: str,
@@ -72,59 +74,48 @@ async def create_task(
     priority_head_start_s: float = 0.0,
     task_id: uuid.UUID | None = None,
 ) -> Created:
-    """Insert a PENDING task and charge for it, in the caller's transaction.
+    """Insert a PENDING task and charge for it, in one round trip and one transaction of its own (`mf_create_task`).
 
     The account row is locked first, so the concurrency limit, the idempotency check and the charge of parallel
-    creates see each other. A 402 or 429 raises before anything is written. The task's queue position is now,
-    moved `priority_head_start_s` earlier per point of the plan's priority.
+    creates see each other; the plan's limits and the key's validity are read under that lock (the principal may
+    come from a cache). A 401, 402, 409 or 429 raises with nothing written. The task's queue position is now, moved
+    `priority_head_start_s` earlier per point of the plan's priority.
     """
     ai_model = params.get("ai_model", "latest")
     entry = registry.resolve(task_type, ai_model)
     if entry is None:
         allowed = ", ".join(registry.ai_models(task_type))
         raise UnsupportedModel(f"Unsupported ai_model {ai_model!r}; this server offers: {allowed}")
-    repo = TaskRepository(session)
-    if not principal.test_mode:  # the limits as they are now, and the key checked (it may come from a cache)
-        principal = await billing_service.lock_for_create(session, principal=principal)
-    else:
-        await billing_service.lock_account(session, account_id=principal.account_id)
-    if idempotency is not None:
-        replay = await _replay(repo, principal.account_id, idempotency)
-        if replay is not None:
-            return Created(replay, replayed=True)
     counted = counts_toward_concurrency(task_type)
-    # The 2D resources never hit NoMoreConcurrentTasks, but one account may not flood the shared queue with them.
-    slot_limit = principal.max_concurrent_tasks * (1 if counted else billing_service.PENDING_FACTOR)
     task = Task(
-        id=task_id or new_id(),
-        account_id=principal.account_id,
-        type=task_type,
-        status=TaskStatus.PENDING.value,
-        progress=0,
-        ai_model=ai_model,
-        runner=entry.runner,
-        pool=entry.pool,
-        params=params,
-        parent_id=parent_id,
-        seed=int(params.get("seed", 0)),
-        outputs={},
-        consumed_credits=price,
-        attempts=0,
-        queued_at=queue_position(now := utcnow(), principal.priority, priority_head_start_s),
-    )
-    unfinished, balance, created_at = await repo.insert_charged(
-        task, price=price, limited_types=COUNTED_TYPES if counted else UNCOUNTED_TYPES, slot_limit=slot_limit
-    )
-    if unfinished >= slot_limit:
-        raise NoMoreConcurrentTasks() if counted else NoMorePendingTasks()
-    if balance is None or created_at is None:
-        raise InsufficientCredits()
-    task.created_at = created_at
-    if task.queued_at < now:  # it enters ahead of waiting tasks: their streams' queue positions move
-        await repo.notify(task, webhooks=False)  # webhooks get changes, not creations (whatever the priority)
-    if idempotency is not None:
-        await repo.remember_idempotency(principal.account_id, idempotency.key, idempotency.request_hash, task.id)
-    return Created(task)
+        id=task_id or new_id(), account_id=principal.account_id, type=task_type, status=TaskStatus.PENDING.value,
+        progress=0, ai_model=ai_model, runner=entry.runner, pool=entry.pool, params=params, parent_id=parent_id,
+        seed=int(params.get("seed", 0)), outputs={}, consumed_credits=price, attempts=0,
+    )  # fmt: skip
+    outcome, found_id, created_at, queued_at = await TaskRepository.create_charged(
+        rows, task, price=price, key_id=principal.key_id, head_start_s=priority_head_start_s,
+        max_head_start_s=MAX_HEAD_START_S, limited_types=COUNTED_TYPES if counted else UNCOUNTED_TYPES,
+        # The 2D resources never hit NoMoreConcurrentTasks, but one account may not flood the shared queue with them.
+        slot_factor=1 if counted else billing_service.PENDING_FACTOR,
+        idempotency_key=idempotency.key if idempotency else None,
+        request_hash=idempotency.request_hash if idempotency else None,
+        idempotency_window_s=IDEMPOTENCY_WINDOW.total_seconds(),
+    )  # fmt: skip
+    if outcome == "created":
+        task.created_at, task.queued_at = created_at, queued_at
+        return Created(task)
+    if outcome == "replay":
+        return Created(Task(id=found_id, type=task_type, pool=entry.pool), replayed=True)
+    raise _CREATE_REFUSED[outcome](counted)
+
+
+_CREATE_REFUSED: dict[str, Any] = {
+    "unauthorized": lambda _counted: Unauthorized(),
+    "idempotency_conflict": lambda _counted: IdempotencyKeyReused(),
+    "replay_deleted": lambda _counted: TaskNotFound("The task created with this Idempotency-Key was deleted"),
+    "no_slot": lambda counted: NoMoreConcurrentTasks() if counted else NoMorePendingTasks(),
+    "insufficient_credits": lambda _counted: InsufficientCredits(),
+}
 
 
 def queue_position(now: datetime, priority: int, head_start_s: float) -> datetime:
