@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import uuid
+import weakref
 from datetime import datetime, timedelta
 from typing import Protocol
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.jobs import Job
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import Job, serialize_job
+from arq.utils import timestamp_ms, to_unix_ms
+from redis.commands.core import AsyncScript
 
 from app.core.clock import utcnow
 
@@ -27,6 +31,16 @@ def redis_settings(url: str) -> RedisSettings:
     return RedisSettings.from_dsn(url)
 
 
+# arq's enqueue (arq.connections.ArqRedis.enqueue_job, 0.28) as one script: WATCH, EXISTS, MULTI/PSETEX/ZADD/EXEC
+# were three round trips per create. Same keys, same job encoding, same expiry, same "None when queued already".
+_ENQUEUE = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+return 1
+"""
+
+
 async def enqueue_task(
     redis: ArqRedis, base: str, task_id: uuid.UUID, pool: str, queued_at: datetime | None = None
 ) -> Job | None:
@@ -36,9 +50,22 @@ async def enqueue_task(
     priority, or a task that has waited) runs before jobs enqueued after it.
     """
     position = max(queued_at, utcnow() - OLDEST_SCORE) if queued_at is not None else None
-    return await redis.enqueue_job(
-        JOB_NAME, str(task_id), _job_id=str(task_id), _queue_name=queue_for_pool(base, pool), _defer_until=position
-    )
+    job_id = str(task_id)
+    queue = queue_for_pool(base, pool)
+    enqueued_ms = timestamp_ms()
+    score = to_unix_ms(position) if position is not None else enqueued_ms
+    job = serialize_job(JOB_NAME, (job_id,), {}, None, enqueued_ms, serializer=redis.job_serializer)
+    script = _scripts.get(redis)
+    if script is None:
+        script = _scripts[redis] = redis.register_script(_ENQUEUE)
+    keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue]
+    added = await script(keys=keys, args=[score - enqueued_ms + redis.expires_extra_ms, job, score, job_id])
+    if not added:
+        return None
+    return Job(job_id, redis=redis, _queue_name=queue, _deserializer=redis.job_deserializer)
+
+
+_scripts: weakref.WeakKeyDictionary[ArqRedis, AsyncScript] = weakref.WeakKeyDictionary()  # one per client
 
 
 class Queue(Protocol):
