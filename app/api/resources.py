@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.api import testmode
 from app.api.admission import admit_task
 from app.api.comfy import inline_uploads, names_uploads
-from app.api.deps import ApiKeyAuth, CachedAuth, DbSession, Links, ReaderAuth, State, StreamAuth
+from app.api.deps import READER_SECURITY, ApiKeyAuth, CachedAuth, DbSession, Links, ReaderAuth, State, StreamAuth
 from app.api.errors import error_responses
 from app.api.render import render_task
 from app.api.retrieval import Retrieve, find_match, stage
@@ -235,7 +235,7 @@ def resource_router(resource: Resource) -> APIRouter:
         return TaskCreated(result=await create_from(resource, body, principal, session, state, idempotency_key))
 
     @router.get(
-        "", response_model=None, operation_id=f"list_{op}",
+        "", response_model=None, operation_id=f"list_{op}", openapi_extra=READER_SECURITY,
         responses={200: {"model": list[resource.task_model]}, **error_responses(400, 401, 429)},  # type: ignore[name-defined]
     )  # fmt: skip
     async def list_tasks(
@@ -262,7 +262,7 @@ def resource_router(resource: Resource) -> APIRouter:
         return Response(state.renders.render_list(rows, links), media_type="application/json")
 
     @router.get(
-        "/{task_id}", response_model=None, operation_id=f"get_{op}",
+        "/{task_id}", response_model=None, operation_id=f"get_{op}", openapi_extra=READER_SECURITY,
         responses={200: {"model": resource.task_model}, **error_responses(401, 404, 429)},
     )  # fmt: skip
     async def get_task(task_id: str, reader: ReaderAuth) -> Response:

@@ -90,7 +90,7 @@ async def open_task_stream(
     if first.task.status in TERMINAL and last_event_id == event_id(first.task):
         hub.unsubscribe(sub)
         return Response(status_code=204)
-    hub.seed(task_id, first)
+    first = hub.seed(task_id, first)  # the hub's copy of the same state, when it has one: shared by the streams
     events = _follow(sub, first, links, keepalive_s, max_lifetime_s)
     # The background task also covers a client gone before the generator ever started.
     return TaskEventStream(events, ping=15, send_timeout=30, background=BackgroundTask(hub.unsubscribe, sub))

@@ -136,13 +136,26 @@ class TaskEventHub:
         self._subs.setdefault(task_id, set()).add(sub)
         return sub
 
-    def seed(self, task_id: uuid.UUID, snapshot: Snapshot) -> None:
-        """A stream's own first read, so the hub knows a new watcher's queue before any change reaches it."""
-        if task_id in self._subs and task_id not in self._last:
+    def seed(self, task_id: uuid.UUID, snapshot: Snapshot) -> Snapshot:
+        """A stream's own first read, so the hub knows a new watcher's queue before any change reaches it.
+
+        Returns the snapshot the stream should hold: the hub's own when it has one of the same state, so that
+        thousands of streams on one task share one object (and its rendering) instead of one read each.
+        """
+        if task_id not in self._subs:
+            return snapshot
+        known = self._last.get(task_id)
+        if known is None:
             self._remember(task_id, snapshot, stamp=0)
             if snapshot.task.status == TaskStatus.PENDING.value:
                 # The queue may have moved between that read and now, unseen: no one watched this pool yet.
                 self._changed_pools.add(snapshot.task.pool)
+            return snapshot
+        shared = known[1]
+        same = (shared.task.status, shared.task.progress, shared.preceding) == (
+            snapshot.task.status, snapshot.task.progress, snapshot.preceding
+        )  # fmt: skip
+        return shared if same else snapshot
 
     def unsubscribe(self, sub: Subscription) -> None:
         subs = self._subs.get(sub.task_id)
