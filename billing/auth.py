@@ -50,10 +50,10 @@ _FIND = compile_statement(
 _KEY_VALID = compile_statement(select(ApiKey.id).where(ApiKey.id == bindparam("key_id"), ApiKey.revoked_at.is_(None)))
 
 
-def key_valid(key_id: Any) -> Any:
-    """A column for a hot statement: is the caller's key (bound as `key_id`) still unrevoked, read in the same
-    snapshot as the rest of the statement. A principal from the cache is trusted only through this."""
-    return exists().where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+def key_valid(key_id: Any, account_id: Any) -> Any:
+    """A column for a hot statement: is the caller's key (bound as `key_id`) still unrevoked and its account's, read
+    in the same snapshot as the rest of the statement. A principal from the cache is trusted only through this."""
+    return exists().where(ApiKey.id == key_id, ApiKey.account_id == account_id, ApiKey.revoked_at.is_(None))
 
 
 _TOUCH = compile_statement(
@@ -116,6 +116,11 @@ class PrincipalCache:
             return None
         return entry
 
+    def replace(self, key_hash: str, old: _Entry, new: _Entry) -> None:
+        """Swap `old` for `new` only if `old` is still the cached entry (an invalidation may have dropped it)."""
+        if self._entries.get(key_hash) is old:
+            self._entries[key_hash] = new
+
     def put(self, key_hash: str, entry: _Entry, generation: int) -> None:
         """Remember `entry`, read while the cache was at `generation`: dropped if an invalidation came meanwhile
         (the row read may predate the change that invalidated)."""
@@ -169,8 +174,7 @@ class Authenticator:
 
     def _touch(self, key_hash: str, entry: _Entry, now: float) -> None:
         """Record the key's use in the background (the request does not wait for a write)."""
-        fresh = _Entry(entry.principal, entry.cached_at, touched_at=now)
-        self.cache.put(key_hash, fresh, self.cache.generation)
+        self.cache.replace(key_hash, entry, _Entry(entry.principal, entry.cached_at, touched_at=now))
         task = asyncio.create_task(self._write_touch(entry.principal.key_id))
         self._touches.add(task)
         task.add_done_callback(self._touches.discard)
@@ -186,7 +190,8 @@ class Authenticator:
         """One statement: is the key behind `principal` unrevoked (for a hot read that found no row to carry it)."""
         if principal.test_mode:
             return True
-        return await self.rows.fetchrow(_KEY_VALID, {"key_id": principal.key_id}) is not None
+        params = {"key_id": principal.key_id, "account_id": principal.account_id}
+        return await self.rows.fetchrow(_KEY_VALID, params) is not None
 
     async def drain(self) -> None:
         """Let the last use records finish (at shutdown)."""

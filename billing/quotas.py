@@ -81,6 +81,10 @@ class RateLimiter:
             count = int(await self._script(keys=[f"ratelimit:{subject}:{window}"], args=[size]))
         except RedisError as exc:
             log.warning("rate limiter unavailable, not limiting: %s", exc)
+            # Fail open for the rest of this second, in this process: the requests waiting on this one must not
+            # each try Redis in turn (one timeout after another).
+            if window == self._window:
+                self._leases[subject] = _Lease(window, requests_per_second)
             return
         granted = max(0, min(size, requests_per_second - (count - size)))
         if window != self._window:

@@ -34,6 +34,7 @@ from app.api import (
 from app.api.catalog import RESOURCES
 from app.api.errors import install_error_handlers, install_openapi
 from app.api.resources import resource_router
+from app.api.sse import RAW_SEND_KEY
 from app.api.state import AppState
 from app.api.v1 import animation_library, asset_search, balance, capabilities, webhooks
 from app.core import logs, metrics
@@ -79,6 +80,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
     secret = settings.secret()
     rows = await RowPool.open(asyncpg_dsn(settings.database_url), max_size=settings.db_read_pool_size)
+    # Creates wait for their account's lock: on a pool of their own, so that they never hold up the reads.
+    creates = await RowPool.open(asyncpg_dsn(settings.database_url), max_size=settings.db_read_pool_size)
     principals = PrincipalCache(ttl_s=settings.auth_cache_ttl_s)
     hub = TaskEventHub(
         asyncpg_dsn(settings.database_url), load, rank,
@@ -93,7 +96,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub=hub,
         signer=UrlSigner(secret), store=store, registry=load_registry(), secret=secret,
         limiter=RateLimiter(queue.redis),
-        rows=rows, auth=Authenticator(rows, secret, principals), renders=RenderCache(),
+        rows=rows, creates=creates, auth=Authenticator(rows, secret, principals), renders=RenderCache(),
     )  # fmt: skip
     # Everything built so far lives as long as the process: keep it out of the collector's way, so full
     # collections stay short with thousands of open streams (measured in bench/: pauses grew to ~0.7 s).
@@ -108,11 +111,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.mf.auth.drain()
         await queue.close()
         await rows.close()
+        await creates.close()
         await engine.dispose()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    app = FastAPI(
+    app = MeshFoundryApi(
         title="MeshFoundry",
         version=__version__,
         summary="Self-hosted, Meshy-compatible 3D generation API",
@@ -163,6 +167,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     return app
+
+
+class MeshFoundryApi(FastAPI):
+    """Leaves the server's own `send` in the scope (`RAW_SEND_KEY`) before any middleware wraps it: a task stream's
+    events are body chunks, which no middleware changes, and the event hub writes them with it directly
+    (app/api/sse.py)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope[RAW_SEND_KEY] = send
+        await super().__call__(scope, receive, send)
 
 
 class BodyLimit:

@@ -150,14 +150,19 @@ async def create_from(resource: Resource, body: Any, principal: Principal, sessi
                 variant=prepared.variant,
             ) * prepared.quantity  # fmt: skip
         # The reads above are done; the create itself is one round trip and one short transaction of its own.
+        answered = match is not None and outputs is not None and staged is not None
         if prepared.files:
             stored = True  # inputs are in place before the create makes the task visible to a worker
             await asyncio.to_thread(_store_inputs, state, task_id, prepared.files)
+        if answered:
+            stored = True  # the found model's files are in place before the create shows the task SUCCEEDED
+            await asyncio.to_thread(state.store.commit, staged)
         try:
             created = await task_service.create_task(
-                state.rows, principal=principal, task_type=prepared.task_type, params=prepared.params,
+                state.creates, principal=principal, task_type=prepared.task_type, params=prepared.params,
                 registry=state.registry, price=price, parent_id=prepared.parent_id, idempotency=idempotency,
                 priority_head_start_s=state.settings.priority_head_start_s, task_id=task_id,
+                outputs=outputs if answered else None, retention_s=state.settings.asset_retention_s,
             )  # fmt: skip
         except Unauthorized:  # the key was revoked (the principal came from the cache): drop it now
             state.auth.forget(principal.key_id)
@@ -166,18 +171,9 @@ async def create_from(resource: Resource, body: Any, principal: Principal, sessi
             if stored:
                 await asyncio.to_thread(state.store.delete, task_id)
             return str(created.task.id)
-        if match is not None and outputs is not None and staged is not None:
-            # Answered from a match: the files, then SUCCEEDED. (Until then the task is PENDING and not enqueued:
-            # no worker sees it; were this process to die in between, the reaper would enqueue it and it would be
-            # generated instead.)
-            stored = True
-            await asyncio.to_thread(state.store.commit, staged)
-            async with session.begin():
-                done = await task_service.complete_at_once(
-                    session, task=created.task, outputs=outputs, retention_s=state.settings.asset_retention_s
-                )
-            _observe_created(done, finished=True)
-            return str(done.id)
+        if answered:
+            _observe_created(created.task, finished=True)
+            return str(created.task.id)
     except BaseException:
         if stored:
             await asyncio.to_thread(state.store.delete, task_id)

@@ -9,15 +9,14 @@ their prefix before any of that.
 from __future__ import annotations
 
 from fastapi import APIRouter
+from starlette._utils import get_route_path
 from starlette.routing import Match
 from starlette.types import Scope
 
 
 def route_path(scope: Scope) -> str:
-    """The path the routes see: without the `root_path` a proxy mounted the API under."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    return path[len(root) :] if root and path.startswith(root) else path
+    """The path the routes see: without the `root_path` a proxy mounted the API under (Starlette's own rule)."""
+    return get_route_path(scope)
 
 
 class PrefixedRouter(APIRouter):

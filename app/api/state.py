@@ -35,5 +35,6 @@ class AppState:
     limiter: RateLimiter
     # The hot paths: prepared reads on a plain asyncpg pool, cached principals, task objects rendered once per version.
     rows: RowPool
+    creates: RowPool  # mf_create_task, which may wait for an account's lock: apart from the reads
     auth: Authenticator
     renders: RenderCache

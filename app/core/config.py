@@ -230,7 +230,11 @@ class Settings(BaseSettings):
         "rest. 0: read the key on every request.",
     )
     db_read_pool_size: int = Field(
-        10, ge=1, le=200, description="Connections per API process for the hot reads (GET, list, key lookups)."
+        10,
+        ge=1,
+        le=200,
+        description="Connections per API process for the hot reads (GET, list, key lookups), and as many again "
+        "for creates.",
     )
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -49,7 +49,9 @@ async def enqueue_task(
     arq's workers take the lowest score first among jobs whose score has passed, so a score in the past (a plan's
     priority, or a task that has waited) runs before jobs enqueued after it.
     """
-    position = max(queued_at, utcnow() - OLDEST_SCORE) if queued_at is not None else None
+    now = utcnow()
+    # Never in the future (a database clock ahead of ours would make workers wait), never older than OLDEST_SCORE.
+    position = min(max(queued_at, now - OLDEST_SCORE), now) if queued_at is not None else None
     job_id = str(task_id)
     queue = queue_for_pool(base, pool)
     enqueued_ms = timestamp_ms()

@@ -6,7 +6,8 @@ autocommit SELECTs. Through an ORM session each cost several times its database 
 SQLAlchemy Core, so it stays next to the models and typed, compiled once to asyncpg's `$n` SQL, and executed as a
 prepared statement (asyncpg caches them per connection); rows come back as asyncpg records, JSONB decoded by orjson.
 
-Only reads go here: every write stays in a SQLAlchemy transaction.
+Reads go here, and the one-statement writes of the hot paths (a key's `last_used_at`; creates, on a pool of their
+own: `mf_create_task` may wait for an account's lock, and must not take connections from the reads).
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def compile_statement(statement: ClauseElement) -> Compiled:
 
 def _loads(text: str) -> Any:
     try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:  # what orjson refuses and JSONB allows: integers past 64 bits
+        return orjson.loads(text)  # integers past 64 bits come back as floats: the request models bound them
+    except orjson.JSONDecodeError:  # anything else orjson refuses and Postgres accepts
         return json.loads(text)
 
 

@@ -60,6 +60,9 @@ class Subscription:
     hub: TaskEventHub
     latest: Snapshot | Deleted | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set by a subscriber that can take a change at once, without being woken: it returns True when it has (a
+    # stream writing the encoded event to its socket), False to be woken as usual.
+    deliver: Callable[[Snapshot | Deleted], bool] | None = None
 
     def close(self) -> None:
         self.hub.unsubscribe(self)
@@ -267,6 +270,13 @@ class TaskEventHub:
             return  # a slower, older read: what subscribers have is newer
         self._remember(task_id, snapshot if isinstance(snapshot, Snapshot) else None, stamp)
         for sub in list(self._subs.get(task_id, ())):
+            deliver = sub.deliver
+            if deliver is not None:
+                try:
+                    if deliver(snapshot):
+                        continue  # taken at once: no task to wake (a fan-out is one loop, not one wake per stream)
+                except Exception:
+                    log.exception("delivering a change to a subscriber failed; waking it instead")
             sub.latest = snapshot
             sub.changed.set()
 

@@ -43,7 +43,7 @@ class TaskRow(asyncpg.Record):
         except KeyError:
             raise AttributeError(name) from None
         if name in _JSON_COLUMNS and value is not None:
-            return orjson.loads(value)
+            return orjson.loads(value)  # (integers past 64 bits become floats; the request models bound them)
         return value
 
 
@@ -58,7 +58,7 @@ def _select() -> Any:
         *columns,
         literal_column("tasks.xmin").label("version"),
         preceding.label("preceding"),
-        key_valid(bindparam("key_id")).label("key_valid"),
+        key_valid(bindparam("key_id"), bindparam("account_id")).label("key_valid"),
     ).where(
         Task.account_id == bindparam("account_id"),
         Task.type == any_(bindparam("types", type_=postgresql.ARRAY(String))),

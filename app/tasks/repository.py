@@ -102,7 +102,8 @@ _CREATE_TASK = compile_statement(
     text(
         "SELECT outcome, task_id, created_at, queued_at FROM mf_create_task(:account_id, :key_id, :task_id, :type, "
         ":ai_model, :runner, :pool, :params, :parent_id, :seed, :price, :head_start_s, :max_head_start_s, "
-        ":limited_types, :slot_factor, :idempotency_key, :request_hash, :idempotency_window_s, :channel)"
+        ":limited_types, :slot_factor, :idempotency_key, :request_hash, :idempotency_window_s, :channel, "
+        ":outputs, :retention_s)"
     ).bindparams(
         bindparam("account_id", type_=Uuid()),
         bindparam("key_id", type_=Uuid()),
@@ -122,6 +123,8 @@ _CREATE_TASK = compile_statement(
         bindparam("pool", type_=String()),
         bindparam("idempotency_key", type_=String()),
         bindparam("request_hash", type_=String()),
+        bindparam("outputs", type_=postgresql.JSONB()),
+        bindparam("retention_s", type_=Float()),
         bindparam("channel", type_=String()),
     )  # fmt: skip
 )
@@ -145,6 +148,8 @@ class TaskRepository:
         idempotency_key: str | None,
         request_hash: str | None,
         idempotency_window_s: float,
+        outputs: dict[str, Any] | None = None,
+        retention_s: float = 0.0,
     ) -> tuple[str, uuid.UUID | None, datetime | None, datetime | None]:
         """Create `task` (transient; its columns set) and charge `price`: `mf_create_task` (migration
         2026-11-29-2030), one round trip in autocommit. (outcome, task id, created_at, queued_at)."""
@@ -169,6 +174,8 @@ class TaskRepository:
                 "idempotency_key": idempotency_key,
                 "request_hash": request_hash,
                 "idempotency_window_s": idempotency_window_s,
+                "outputs": outputs,
+                "retention_s": retention_s,
                 "channel": NOTIFY_CHANNEL,
             },  # fmt: skip
         )

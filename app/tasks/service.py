@@ -73,8 +73,12 @@ async def create_task(
     idempotency: Idempotency | None = None,
     priority_head_start_s: float = 0.0,
     task_id: uuid.UUID | None = None,
+    outputs: dict[str, Any] | None = None,
+    retention_s: float = 0.0,
 ) -> Created:
     """Insert a PENDING task and charge for it, in one round trip and one transaction of its own (`mf_create_task`).
+
+    With `outputs` (an answer found without a worker) the task is SUCCEEDED at once, its files kept `retention_s`.
 
     The account row is locked first, so the concurrency limit, the idempotency check and the charge of parallel
     creates see each other; the plan's limits and the key's validity are read under that lock (the principal may
@@ -99,10 +103,12 @@ async def create_task(
         slot_factor=1 if counted else billing_service.PENDING_FACTOR,
         idempotency_key=idempotency.key if idempotency else None,
         request_hash=idempotency.request_hash if idempotency else None,
-        idempotency_window_s=IDEMPOTENCY_WINDOW.total_seconds(),
+        idempotency_window_s=IDEMPOTENCY_WINDOW.total_seconds(), outputs=outputs, retention_s=retention_s,
     )  # fmt: skip
     if outcome == "created":
         task.created_at, task.queued_at = created_at, queued_at
+        if outputs is not None:
+            task.status, task.progress, task.outputs = TaskStatus.SUCCEEDED.value, 100, outputs
         return Created(task)
     if outcome == "replay":
         return Created(Task(id=found_id, type=task_type, pool=entry.pool), replayed=True)
@@ -321,20 +327,6 @@ async def succeed(
     if task is not None:
         await repo.notify(task)
     return task
-
-
-async def complete_at_once(session: AsyncSession, *, task: Task, outputs: dict[str, Any], retention_s: int) -> Task:
-    """A task answered without a worker (retrieve-before-generate): SUCCEEDED in its creating transaction."""
-    now = utcnow()
-    repo = TaskRepository(session)
-    done = await repo.transition(
-        task.id, expected=(TaskStatus.PENDING.value,), status=TaskStatus.SUCCEEDED.value, progress=100,
-        outputs=outputs, started_at=now, finished_at=now, expires_at=now + timedelta(seconds=retention_s),
-    )  # fmt: skip
-    if done is None:  # created in this very transaction: it cannot have moved on
-        raise RuntimeError(f"task {task.id} was not PENDING when answered at once")
-    await repo.notify(done)
-    return done
 
 
 async def fail(
