@@ -152,7 +152,7 @@ class Authenticator:
         entry = self.cache.get(key_hash, now) if cached else None
         if entry is None:
             generation = self.cache.generation
-            row = await self.rows.fetchrow(_FIND, {"key_hash": key_hash})
+            row = await self.rows.fetchrow(_FIND, {"key_hash": key_hash}, idempotent=True)
             if row is None:
                 raise Unauthorized()
             principal = Principal(
@@ -191,7 +191,7 @@ class Authenticator:
         if principal.test_mode:
             return True
         params = {"key_id": principal.key_id, "account_id": principal.account_id}
-        return await self.rows.fetchrow(_KEY_VALID, params) is not None
+        return await self.rows.fetchrow(_KEY_VALID, params, idempotent=True) is not None
 
     async def drain(self) -> None:
         """Let the last use records finish (at shutdown)."""

@@ -85,37 +85,67 @@ class RowPool:
         await self._pool.close()
 
     async def fetch(
-        self, query: Compiled, params: Mapping[str, Any], record_class: type[asyncpg.Record] | None = None
+        self,
+        query: Compiled,
+        params: Mapping[str, Any],
+        record_class: type[asyncpg.Record] | None = None,
+        *,
+        idempotent: bool = False,
     ) -> list[asyncpg.Record]:
-        return await self._run("fetch", query, params, record_class)  # type: ignore[no-any-return]
+        return await self._run("fetch", query, params, record_class, idempotent)  # type: ignore[no-any-return]
 
     async def fetchrow(
-        self, query: Compiled, params: Mapping[str, Any], record_class: type[asyncpg.Record] | None = None
+        self,
+        query: Compiled,
+        params: Mapping[str, Any],
+        record_class: type[asyncpg.Record] | None = None,
+        *,
+        idempotent: bool = False,
     ) -> asyncpg.Record | None:
-        return await self._run("fetchrow", query, params, record_class)
+        return await self._run("fetchrow", query, params, record_class, idempotent)
 
     async def execute(self, query: Compiled, params: Mapping[str, Any]) -> str:
         """A single idempotent statement in autocommit (a key's `last_used_at` touch)."""
-        return await self._run("execute", query, params)  # type: ignore[no-any-return]
+        return await self._run("execute", query, params, None, True)  # type: ignore[no-any-return]
 
     async def _run(
-        self, method: str, query: Compiled, params: Mapping[str, Any], record_class: type[asyncpg.Record] | None = None
+        self,
+        method: str,
+        query: Compiled,
+        params: Mapping[str, Any],
+        record_class: type[asyncpg.Record] | None,
+        idempotent: bool,
     ) -> Any:
-        try:
-            conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
-        except TimeoutError as exc:
-            raise PoolExhausted("no database connection became free") from exc
-        try:
-            if record_class is not None:
-                return await getattr(conn, method)(query.sql, *query.args(params), record_class=record_class)
-            return await getattr(conn, method)(query.sql, *query.args(params))
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
-            # The server went away (a restart, a failover): every idle connection is as dead as this one.
-            # Replace them all on their next use, so one request sees the outage, not one per pooled connection.
-            self._pool.expire_connections()
-            raise
-        finally:
-            await self._pool.release(conn)
+        """Run on a pooled connection. A lost connection (a restart, a failover) is retried once on a fresh one
+        when the statement is `idempotent` (a read): a pooled connection the server closed is met by one request
+        at most, and usually by none."""
+        args = query.args(params)
+        for attempt in (1, 2):
+            try:
+                conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT_S)
+            except TimeoutError as exc:
+                raise PoolExhausted("no database connection became free") from exc
+            try:
+                if record_class is not None:
+                    return await getattr(conn, method)(query.sql, *args, record_class=record_class)
+                return await getattr(conn, method)(query.sql, *args)
+            except _LOST as exc:
+                # Every idle connection is as dead as this one: replace them all on their next use; never reuse this.
+                self._pool.expire_connections()
+                conn.terminate()
+                if idempotent and attempt == 1:
+                    continue
+                if isinstance(exc, asyncpg.exceptions.InternalClientError):
+                    # asyncpg's state machine after the server closed the connection under it: an outage, a 503.
+                    raise asyncpg.exceptions.ConnectionDoesNotExistError(f"connection lost: {exc}") from exc
+                raise
+            finally:
+                await self._pool.release(conn)
+        raise AssertionError("unreachable")
+
+
+# What a connection the server closed (or that broke under us) raises.
+_LOST = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError)
 
 
 def as_list(values: Sequence[Any]) -> list[Any]:

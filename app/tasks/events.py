@@ -201,7 +201,7 @@ class TaskEventHub:
             return False
         try:
             await conn.fetchval("SELECT 1", timeout=PING_TIMEOUT_S)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except Exception as exc:  # whatever broke it (asyncpg's internal state errors included), replace it
             log.warning("task event listener connection unresponsive (%s); replacing it", exc)
             self._listening(False)
             conn.terminate()
@@ -230,7 +230,7 @@ class TaskEventHub:
                 continue
             try:
                 await self._connect()
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:  # the watchdog must outlive any failure to reconnect
                 log.warning("task event listener reconnect failed: %s", exc)
                 continue
             for task_id in list(self._subs):

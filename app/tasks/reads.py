@@ -82,7 +82,7 @@ async def get_owned(
 ) -> TaskRow | None:
     """The task, or None; the row's `key_valid` says whether `key_id` was still unrevoked when it was read."""
     params = {"task_id": task_id, "account_id": account_id, "key_id": key_id, "types": as_list(types)}
-    return await rows.fetchrow(_GET, params, TaskRow)  # type: ignore[return-value]
+    return await rows.fetchrow(_GET, params, TaskRow, idempotent=True)  # type: ignore[return-value]
 
 
 async def page(
@@ -97,4 +97,4 @@ async def page(
 ) -> list[TaskRow]:
     query: Compiled = _PAGE[ascending]
     params = {"account_id": account_id, "key_id": key_id, "types": as_list(types), "offset": offset, "limit": limit}
-    return await rows.fetch(query, params, TaskRow)  # type: ignore[return-value]
+    return await rows.fetch(query, params, TaskRow, idempotent=True)  # type: ignore[return-value]

@@ -121,3 +121,18 @@ async def test_an_exhausted_pool_is_a_database_outage(settings: Settings, monkey
         assert (await rows.fetchrow(_PID, {})) is not None  # free again: works
     finally:
         await rows.close()
+
+
+async def test_a_read_meets_no_error_when_the_server_closed_its_connections(settings: Settings) -> None:
+    """Reads are retried once on a fresh connection: a restart of the server costs a read nothing."""
+    rows = await RowPool.open(_dsn(settings.database_url), max_size=2)
+    admin = await asyncpg.connect(_dsn(settings.database_url))
+    try:
+        before = await rows.fetchrow(_PID, {}, idempotent=True)
+        assert before is not None
+        assert await admin.fetchval("SELECT pg_terminate_backend($1, 5000)", before["pid"])
+        after = await rows.fetchrow(_PID, {}, idempotent=True)  # no exception, whatever asyncpg noticed
+        assert after is not None and after["pid"] != before["pid"]
+    finally:
+        await admin.close()
+        await rows.close()
