@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api import tokens
@@ -60,14 +61,11 @@ async def get_principal(
     api_key: Annotated[str | None, Depends(_api_key_header)] = None,
 ) -> Principal:
     """Authenticate the bearer key, or `X-API-KEY` (one prepared SELECT), then count it against the rate."""
-    return await _authenticate(state, credentials, api_key, cached=False)
+    return await _authenticate(state, _token(credentials, api_key), cached=False)
 
 
-async def _authenticate(
-    state: AppState, credentials: HTTPAuthorizationCredentials | None, api_key: str | None, *, cached: bool
-) -> Principal:
+async def _authenticate(state: AppState, token: str | None, *, cached: bool) -> Principal:
     """With `cached`, this process's principal cache first: the caller's statement must then check the key."""
-    token = _token(credentials, api_key)
     if token is None:
         raise Unauthorized()
     principal = await state.auth.authenticate(token, cached=cached)
@@ -87,7 +85,7 @@ async def get_cached_principal(
 ) -> Principal:
     """As `get_principal`, from this process's cache when it can: only for routes whose statements check the key
     again (create does, in the statement that locks the account)."""
-    return await _authenticate(state, credentials, api_key, cached=True)
+    return await _authenticate(state, _token(credentials, api_key), cached=True)
 
 
 CachedAuth = Annotated[Principal, Depends(get_cached_principal)]
@@ -119,13 +117,9 @@ async def get_reader(request: Request) -> Reader:
     security requirement in OpenAPI (`READER_SECURITY`)."""
     state: AppState = request.app.state.mf
     headers = request.headers
-    credentials = None
-    authorization = headers.get("authorization")
-    if authorization:
-        scheme, _, value = authorization.partition(" ")
-        if scheme and value:
-            credentials = HTTPAuthorizationCredentials(scheme=scheme, credentials=value.strip())
-    principal = await _authenticate(state, credentials, headers.get("x-api-key"), cached=True)
+    scheme, bearer = get_authorization_scheme_param(headers.get("authorization"))  # as HTTPBearer reads it
+    token = bearer if scheme.lower() == "bearer" and bearer else headers.get("x-api-key") or None
+    principal = await _authenticate(state, token, cached=True)
     return Reader(principal, state, _links(state, request))
 
 
@@ -156,7 +150,7 @@ async def get_stream_caller(
 ) -> StreamCaller:
     """A key as everywhere (bearer or X-API-KEY), or, on stream routes only, a short-lived `?token=`."""
     if credentials is not None or api_key or token is None:
-        return StreamCaller(await _authenticate(state, credentials, api_key, cached=False))
+        return StreamCaller(await _authenticate(state, _token(credentials, api_key), cached=False))
     task_id = parse_id(request.path_params.get("task_id", "")) or uuid.UUID(int=0)
     try:
         grant = tokens.verify(state.secret, token, task_id=task_id)

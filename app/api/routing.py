@@ -14,16 +14,11 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 
-def route_path(scope: Scope) -> str:
-    """The path the routes see: without the `root_path` a proxy mounted the API under (Starlette's own rule)."""
-    return get_route_path(scope)
-
-
 class PrefixedRouter(APIRouter):
     """An APIRouter with a prefix that matches nothing outside it (without looking at its routes)."""
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        path = route_path(scope)
+        path = get_route_path(scope)  # without the root_path a proxy mounted the API under
         prefix = self.prefix
         if prefix and not (path == prefix or path.startswith(prefix + "/")):
             return Match.NONE, {}

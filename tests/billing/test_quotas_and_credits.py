@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from app.tasks.models import Task
 from billing import service as billing_service
+from tests.billing.conftest import Clock
 from tests.conftest import Api, Caller, make_caller
 
 pytestmark = pytest.mark.asyncio
@@ -98,27 +99,6 @@ class TestConcurrencyLimit:
         async with db() as session, session.begin():
             await task_service.fail(session, task_id=uuid.UUID(first), error={"type": "server_error", "message": "x"})
         assert (await api.client.post(URL, json=PREVIEW, headers=caller.headers)).status_code == 202
-
-
-class Clock:
-    """The limiter's clock, held still: a burst falls in one one-second window however slow the machine is."""
-
-    def __init__(self) -> None:
-        import time
-
-        self.now = float(int(time.time()))
-
-    def time(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def window(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    import billing.quotas
-
-    clock = Clock()
-    monkeypatch.setattr(billing.quotas, "time", clock)
-    return clock
 
 
 class TestRateLimit:

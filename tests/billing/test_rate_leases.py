@@ -14,29 +14,12 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-import billing.quotas
 from billing.errors import RateLimitExceeded
 from billing.quotas import MAX_LEASE, RateLimiter, lease_size
+from tests.billing.conftest import Clock
 from tests.conftest import Services
 
 pytestmark = pytest.mark.asyncio
-
-
-class Clock:
-    """The limiter's clock, held still (as in test_quotas_and_credits): every hit falls in one one-second window."""
-
-    def __init__(self) -> None:
-        self.now = float(int(time.time()))
-
-    def time(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def window(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock()
-    monkeypatch.setattr(billing.quotas, "time", clock)
-    return clock
 
 
 @pytest_asyncio.fixture
