@@ -80,7 +80,11 @@ async def run_gpu_worker(
         while worker.jobs_complete + worker.jobs_failed < jobs and time.monotonic() < deadline:  # noqa: ASYNC110
             assert not running.done(), running
             await asyncio.sleep(0.05)
+        # arq counts a job complete before our run_job has published the state without it: wait for that publish
         states = await live_workers(worker.pool, settings.queue_name)
+        while any(s.running for s in states) and not worker.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            states = await live_workers(worker.pool, settings.queue_name)
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
