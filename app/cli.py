@@ -22,6 +22,7 @@ from app import admin_cli, running
 from app.core import embedded, logs, metrics
 from app.core.config import Settings, get_settings, write_private
 from app.core.db import alembic_config, create_engine, sessionmaker
+from app.serve import Workers, reuseport_supported
 from app.supervisor import ChildSpec, Supervisor
 from billing import service as billing_service
 from billing.keys import hash_key
@@ -202,8 +203,11 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = get_settings()
     if args.workers > 1:  # several processes: one metrics directory, or each scrape sees one process's numbers
         os.environ.update(metrics.prepare_multiprocess_dir(settings))
-    uvicorn.run("app.api.main:app", host=args.host or settings.host, port=args.port or settings.port,
-                workers=args.workers, proxy_headers=True)  # fmt: skip
+    host, port = args.host or settings.host, args.port or settings.port
+    options: dict[str, Any] = {"proxy_headers": True, "log_level": args.log_level}
+    if args.workers > 1 and reuseport_supported():  # a socket per process: the kernel balances the connections
+        return Workers("app.api.main:app", host, port, args.workers, options).run()
+    uvicorn.run("app.api.main:app", host=host, port=port, workers=args.workers, **options)
     return 0
 
 
@@ -309,7 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="run the API server only (DATABASE_URL and REDIS_URL set)")
     api.add_argument("--host")
     api.add_argument("--port", type=int)
-    api.add_argument("--workers", type=int, default=1)
+    api.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="API processes, each on its own SO_REUSEPORT socket (Linux): the kernel spreads connections over them",
+    )
+    api.add_argument("--log-level", help="uvicorn's own log level (default: info)")
     api.set_defaults(func=cmd_api)
     worker = sub.add_parser("worker", help="run one worker (DATABASE_URL and REDIS_URL set)")
     worker.add_argument("--gpu", type=int, help="own this GPU index: CUDA_VISIBLE_DEVICES=N, the `gpu` pool, and a "

@@ -51,6 +51,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def listeners(port: int) -> int:
+    """Sockets listening on TCP `port` (IPv4), from /proc/net/tcp: one per SO_REUSEPORT process."""
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return sum(1 for row in rows if row[3] == "0A" and int(row[1].rsplit(":", 1)[1], 16) == port)
+
+
 def asyncpg_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
@@ -196,6 +203,19 @@ class Stack:
             args += ["--workers", str(workers)]
         server = self.spawn(name, args, env, port)
         self.wait_port(server, timeout)
+        return server
+
+    def start_cli_api(self, name: str, env: dict[str, str], workers: int, timeout: float = 60.0) -> Server:
+        """`meshfoundry api --workers N`: a process per worker, each on its own SO_REUSEPORT socket."""
+        port = free_port()
+        args = [sys.executable, "-m", "app.cli", "api", "--host", HOST, "--port", str(port), "--workers", str(workers),
+                "--log-level", "warning"]  # fmt: skip
+        server = self.spawn(name, args, env, port)
+        deadline = time.monotonic() + timeout
+        while listeners(port) < workers:  # each process listens once its startup is done: wait for all of them
+            if server.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name}: {listeners(port)} of {workers} listening:\n{self.log_tail(server)}")
+            time.sleep(0.05)
         return server
 
     def start_api(self, name: str, queue: str) -> Server:
