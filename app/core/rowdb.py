@@ -75,9 +75,12 @@ class RowPool:
 
     @classmethod
     async def open(cls, dsn: str, *, max_size: int = 10) -> RowPool:
+        # Generic plans: each hot statement is planned once per connection. Under Postgres' default (`auto`) the
+        # GET and list statements were re-planned on every call once the tasks table had statistics (their generic
+        # cost estimate lost to the custom one), which doubled Postgres' CPU per GET (measured in bench/).
         pool = await asyncpg.create_pool(
             dsn, min_size=1, max_size=max_size, max_inactive_connection_lifetime=300.0,
-            init=_init_connection, reset=_no_reset,
+            init=_init_connection, reset=_no_reset, server_settings={"plan_cache_mode": "force_generic_plan"},
         )  # fmt: skip
         return cls(pool)
 

@@ -9,7 +9,7 @@ import uuid
 
 import asyncpg
 import pytest
-from sqlalchemy import bindparam, func, literal, select
+from sqlalchemy import bindparam, func, literal, literal_column, select
 
 from app.api.errors import unavailable
 from app.core import rowdb
@@ -68,6 +68,10 @@ async def test_fetchrow_and_fetch_decode_jsonb(settings: Settings, db, caller: C
         assert [r["id"] for r in listed] == sorted([first, second])
         assert {r["id"]: r["outputs"] for r in listed} == {first: OUTPUTS, second: {"model": {"glb": "b.glb"}}}
         assert await rows.fetch(by_account, {"account_id": uuid.uuid4()}) == []
+        # Generic plans: a hot statement is planned once per connection, not re-planned on every call (custom plans
+        # doubled Postgres' CPU per GET once the tasks table had statistics)
+        mode = compile_statement(select(literal_column("current_setting('plan_cache_mode')").label("mode")))
+        assert (await rows.fetchrow(mode, {}))["mode"] == "force_generic_plan"
     finally:
         await rows.close()
 
