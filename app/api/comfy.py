@@ -1,8 +1,8 @@
 """The other shapes Meshy clients arrive in (docs/clients.md).
 
 - ComfyUI's Meshy nodes call `<api base>/proxy/meshy/openapi/...`; Meshy's older clients call `/v1/...` and
-  `/v2/...` (the paths before `/openapi`). `PathAliases` maps both onto the routes, so the task objects, errors and
-  limits are the same ones.
+  `/v2/...` (the paths before `/openapi`). `app.api.edge.Edge` maps both onto the routes, so the task objects,
+  errors and limits are the same ones.
 - ComfyUI sends the key as `X-API-KEY` or as a bearer token: app.api.deps accepts both.
 - ComfyUI uploads an image before it names it: `POST /customers/storage {file_name, content_type}` answers a signed,
   15-minute, single-use `upload_url` (no credentials on the PUT, as with S3's presigned URLs) and a signed
@@ -24,7 +24,6 @@ from urllib.parse import parse_qsl, urlsplit
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.aigc_uploads import IMAGE_EXTENSIONS, MESH_EXTENSIONS, UploadStore, _checked_image
 from app.api.deps import ApiKeyAuth, Links, State
@@ -49,21 +48,6 @@ def alias(path: str) -> str:
     if path.startswith(("/v1/", "/v2/")):
         path = "/openapi" + path
     return path
-
-
-class PathAliases:
-    """Rewrites the aliased paths before routing (pure ASGI: streams are untouched)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path = scope["path"]
-            target = alias(path)
-            if target != path:
-                scope = {**scope, "path": target, "raw_path": target.encode()}
-        await self.app(scope, receive, send)
 
 
 class StorageRequest(BaseModel):

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
-import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from starlette.datastructures import Headers, MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from app import __version__
 from app.api import (
@@ -32,6 +29,7 @@ from app.api import (
     testmode,
 )
 from app.api.catalog import RESOURCES
+from app.api.edge import Edge
 from app.api.errors import install_error_handlers, install_openapi
 from app.api.resources import resource_router
 from app.api.sse import RAW_SEND_KEY
@@ -142,7 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(aigc.router)  # 3DAIGC-API's routes, over the same tasks
     app.include_router(aigc_uploads.router)
     app.include_router(dice_talk.router)  # DICE-Talk's routes, over talking-head tasks
-    app.include_router(comfy.router)  # ComfyUI's upload flow (its prefix and Meshy's old paths: PathAliases)
+    app.include_router(comfy.router)  # ComfyUI's upload flow (its prefix and Meshy's old paths: Edge)
     app.include_router(balance.router)
     app.include_router(capabilities.router)
     app.include_router(asset_search.router)
@@ -152,10 +150,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     playground.mount(app)
     app.include_router(assets.router)
 
-    app.add_middleware(BodyLimit, settings=app.state.settings)
-    app.add_middleware(observability.Observe)  # inside MeshyHeaders: it logs the request id that one chose
-    app.add_middleware(MeshyHeaders)
-    app.add_middleware(comfy.PathAliases)  # /proxy/meshy/..., /v1/..., /v2/... -> the routes
+    # Aliases, Meshy's headers, the log context, metrics, access line, body limit: one layer (app/api/edge.py)
+    app.add_middleware(Edge, settings=app.state.settings)
     origins = app.state.settings.cors_allow_origins
     if origins:  # off by default, like Meshy; opened per origin for the API and the asset routes
         app.add_middleware(
@@ -178,81 +174,6 @@ class MeshFoundryApi(FastAPI):
         if scope["type"] == "http":
             scope[RAW_SEND_KEY] = send
         await super().__call__(scope, receive, send)
-
-
-class BodyLimit:
-    """413 `{"message"}` for request bodies over the limit, declared or streamed, before anything parses them."""
-
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
-        self.app = app
-        self.settings = settings
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = Headers(scope=scope)
-        declared = headers.get("content-length")
-        if declared is None and "transfer-encoding" not in headers:
-            await self.app(scope, receive, send)  # no body (a GET): nothing to count
-            return
-        max_bytes = self.settings.max_body_bytes
-        if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
-            await _too_large(send, max_bytes)
-            return
-        seen = 0
-        too_large = False
-
-        async def limited() -> Message:
-            # Past the limit, end the body here (the app then fails to parse it) and answer 413 instead.
-            nonlocal seen, too_large
-            if too_large:
-                return {"type": "http.request", "body": b"", "more_body": False}
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > max_bytes:
-                    too_large = True
-                    return {"type": "http.request", "body": b"", "more_body": False}
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            if not too_large:
-                await send(message)
-            elif message["type"] == "http.response.start":
-                await _too_large(send, max_bytes)
-
-        await self.app(scope, limited, guarded_send)
-
-
-async def _too_large(send: Send, max_bytes: int) -> None:
-    body = json.dumps({"message": f"Request body larger than {max_bytes} bytes"}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-class MeshyHeaders:
-    """Adds `x-api-version` and `x-request-id` (pure ASGI, so streaming responses are untouched)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = (Headers(scope=scope).get("x-request-id") or os.urandom(16).hex())[:128]
-        scope.setdefault("state", {})["request_id"] = request_id  # for the error log
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["x-api-version"] = __version__
-                headers["x-request-id"] = request_id
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 app = create_app()

@@ -17,7 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from app.api.deps import State
 from app.api.state import AppState
@@ -28,8 +28,7 @@ from app.core.queue import HEALTH_CHECK_INTERVAL_S, queue_for_pool
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("meshfoundry.access")
 
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-_UNSAFE_ID = re.compile(r"[^\w.:-]")
+UNSAFE_ID = re.compile(r"[^\w.:-]")
 UNMATCHED = "unmatched"  # one label for every path no route serves (raw paths would explode the series)
 OLDEST_OF = 20  # the oldest job is looked for among this many at the head of a queue
 
@@ -46,53 +45,7 @@ def route_of(scope: Scope) -> str:
     return UNMATCHED
 
 
-class Observe:
-    """Binds the request's log context (its id, later the account), counts and times the request, and writes one
-    access-log line when it ends. Pure ASGI: streamed responses pass through untouched.
-
-    Sits inside `MeshyHeaders`, which chose the request id, and outside `BodyLimit`, so its 413s are counted.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-        request_id = _UNSAFE_ID.sub("", str(scope.get("state", {}).get("request_id", "")))[:128] or None
-        context = logs.LogContext(request_id=request_id)
-        # Not unbound at the end: uvicorn runs each request in its own asyncio task, and the error handler of an
-        # unexpected exception (Starlette's outermost middleware, after this one returns) must still see the ids.
-        logs.bind(context)
-        status = 500  # what uvicorn answers when the app fails before its response starts
-        responded = False
-
-        async def observed_send(message: Message) -> None:
-            nonlocal status, responded
-            if message["type"] == "http.response.start" and not responded:
-                responded = True
-                status = message["status"]
-                metrics.http_duration(method, route_of(scope)).observe(time.perf_counter() - start)
-            await send(message)
-
-        metrics.HTTP_IN_PROGRESS.inc()
-        try:
-            await self.app(scope, receive, observed_send)
-        finally:
-            metrics.HTTP_IN_PROGRESS.dec()
-            route = route_of(scope)
-            if not responded:
-                metrics.http_duration(method, route).observe(time.perf_counter() - start)
-            metrics.http_requests(method, route, status).inc()
-            if context.task_id is None and isinstance(scope.get("path_params"), dict):  # the task a path names
-                context.task_id = _UNSAFE_ID.sub("", str(scope["path_params"].get("task_id") or ""))[:64] or None
-            _access(scope, method, route, status, (time.perf_counter() - start) * 1000)
-
-
-def _access(scope: Scope, method: str, route: str, status: int, duration_ms: float) -> None:
+def access(scope: Scope, method: str, route: str, status: int, duration_ms: float) -> None:
     if not access_log.isEnabledFor(logging.INFO):
         return
     path = scope.get("path", "")

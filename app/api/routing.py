@@ -8,7 +8,11 @@ their prefix before any of that.
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.routing import APIRoute
 from starlette._utils import get_route_path
 from starlette.routing import Match
 from starlette.types import Scope
@@ -23,3 +27,19 @@ class PrefixedRouter(APIRouter):
         if prefix and not (path == prefix or path.startswith(prefix + "/")):
             return Match.NONE, {}
         return super().matches(scope)
+
+
+class LeanRoute(APIRoute):
+    """An APIRoute that serves its requests without FastAPI's per-request dependency solving, for a route whose
+    every input is read by hand anyway: its endpoint carries `lean`, an `async (Request) -> Response` doing the same
+    work. The endpoint's own signature still declares the OpenAPI operation (parameters, security, responses), and
+    errors raised in `lean` go through the app's handlers like any route's. Use it only where the declared
+    parameters need no validation (a path parameter that is a plain string, no query or body): `lean` bypasses it.
+
+    FastAPI's documented hook for this is `get_route_handler` ("Custom Request and APIRoute class"). On the GET of a
+    task it was about a fifth of the request's CPU (`python -m bench.profile get`, docs/performance.md).
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        lean = getattr(self.endpoint, "lean", None)
+        return lean if lean is not None else super().get_route_handler()

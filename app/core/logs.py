@@ -183,10 +183,21 @@ def write_config(path: Path, log_format: str, level: str) -> Path:
     return path
 
 
+def lean_records() -> None:
+    """Stop logging from collecting per record what our formatters never print: the caller (a walk up the stack on
+    every line, the access line's largest cost) and the thread and process names (logging's own switches, "Optimization"
+    in its HOWTO). Tracebacks and `stack_info` are unaffected."""
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 def configure(log_format: str, level: str, *, force: bool = False) -> bool:
     """Install `log_config` for this process; without `force`, only where nobody configured logging yet (like
     `logging.basicConfig`: a root logger with handlers, e.g. from `--log-config` or a test runner, is left alone).
     True when it did."""
+    lean_records()
     if not force and logging.getLogger().handlers:
         return False
     logging.config.dictConfig(log_config(log_format, level))
