@@ -81,8 +81,7 @@ class PrincipalCache:
         self.size = size
         self._entries: dict[str, _Entry] = {}
         self._live = False  # the invalidation channel is connected and listening
-        self.generation = 0  # bumped on every invalidation (a revoker can wait for it: see `changed`)
-        self._changed = asyncio.Event()
+        self.generation = 0  # bumped on every invalidation: a principal read before one is not cached (`put`)
 
     @property
     def enabled(self) -> bool:
@@ -96,16 +95,6 @@ class PrincipalCache:
     def invalidate(self, _payload: str = "") -> None:
         self._entries.clear()
         self.generation += 1
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def changed(self, timeout: float) -> bool:
-        """Wait until the next invalidation reaches this process (True), or `timeout` seconds (False)."""
-        try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
 
     def get(self, key_hash: str, now: float) -> _Entry | None:
         entry = self._entries.get(key_hash)
