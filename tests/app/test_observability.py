@@ -339,7 +339,7 @@ class TestLogs:
             )
 
             async def worker_done() -> bool:
-                return any('"logger": "inference.jobs.observe"' in line for line in lines)
+                return any(json.loads(line).get("logger") == "inference.jobs.observe" for line in lines)
 
             await until(worker_done)
         text = "\n".join(lines)
