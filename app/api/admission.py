@@ -24,7 +24,8 @@ async def admit_task(state: AppState, task_type: str, params: dict[str, Any]) ->
         bound=state.settings.admission_queue_bound, label=entry.ai_model,
     )  # fmt: skip
     try:
-        await asyncio.wait_for(check, timeout=ADMISSION_TIMEOUT_S)
+        async with asyncio.timeout(ADMISSION_TIMEOUT_S):  # (not wait_for: no task made per create)
+            await check
     except (workers.NoWorkerFits, workers.WorkersSaturated):
         raise
     except Exception:  # Redis unreachable or slow: admit, as enqueueing does (the reaper enqueues once it is back)
