@@ -40,8 +40,15 @@ State = Annotated[AppState, Depends(get_state)]
 
 
 async def get_session(state: State) -> AsyncIterator[AsyncSession]:
-    async with state.sessionmaker() as session:
+    session = state.sessionmaker()
+    try:
         yield session
+    finally:
+        # Closed only when it holds a connection (an open transaction): SQLAlchemy closes a session in a task of its
+        # own, shielded from cancellation, which cost every create a task for a session it never used.
+        if session.in_transaction():
+            async with session:
+                pass
 
 
 DbSession = Annotated[AsyncSession, Depends(get_session)]

@@ -329,7 +329,7 @@ async def test_cache_is_bypassed_while_the_listen_connection_is_down(api: Api, c
         assert listening == 1
         assert await admin.fetchval("SELECT pg_terminate_backend($1, 5000)", old_pid)
 
-        assert await wait_until(lambda: False in seen, 3), "the lost LISTEN connection went unnoticed"
+        assert await wait_until(lambda: False in seen, 10), "the lost LISTEN connection went unnoticed"  # ping: 5 s
         assert await wait_until(lambda: cache.enabled and seen[-1] is True, 10), f"not listening again: {seen}"
         assert seen[seen.index(False) :][-1] is True
         assert hub._conn.get_server_pid() != old_pid
@@ -399,15 +399,6 @@ async def test_principal_cache_ttl_generation_and_listening() -> None:
     assert not off.enabled
     off.put("h", entry, off.generation)
     assert off.get("h", now) is None
-
-
-async def test_principal_cache_changed_wakes_a_waiter() -> None:
-    cache = PrincipalCache()
-    waiting = asyncio.create_task(cache.changed(5))
-    await asyncio.sleep(0)
-    cache.invalidate()
-    assert await asyncio.wait_for(waiting, 1) is True
-    assert await cache.changed(0.01) is False
 
 
 async def test_principal_cache_is_bounded() -> None:
