@@ -18,7 +18,6 @@ import multiprocessing
 import signal
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -47,9 +46,22 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def port_free(host: str, port: int) -> None:
+    """Raise OSError (address in use) if anything listens on host:port, another `api --workers` included: a bind
+    without SO_REUSEPORT, which a SO_REUSEPORT bind would not be (it joins the group of a listener of the same user,
+    and two deployments would then split the connections without a word)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a socket in TIME_WAIT is no obstacle
+        probe.bind((host, port))
+
+
 def _serve_one(app: str, host: str, port: int, options: dict[str, Any]) -> None:  # pragma: no cover (a child)
     import uvicorn
 
+    from app.core.embedded import _die_with_parent
+
+    _die_with_parent()  # the supervisor killed (even by SIGKILL): this process goes too, and frees the port
     sock = reuseport_socket(host, port)
     config = uvicorn.Config(app, host=host, port=port, **options)
     server = uvicorn.Server(config)
@@ -70,7 +82,7 @@ class Workers:
         self.processes: list[Any] = []
         self.deaths: list[int] = [0] * count
         self.restart_at: list[float] = [0.0] * count
-        self.stopping = threading.Event()
+        self.stopping = False  # set by a signal handler: a plain flag (an Event's lock is not safe there)
         self.exit_code = 0
 
     def _start(self, index: int) -> None:
@@ -81,18 +93,21 @@ class Workers:
         self.processes[index] = process
 
     def stop(self, *_: object) -> None:
-        self.stopping.set()
+        self.stopping = True
 
     def run(self) -> int:
-        reuseport_socket(self.host, self.port).close()  # a port another program holds: fail here, at once
+        port_free(self.host, self.port)  # a port another program (or deployment) holds: fail here, at once
         previous = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.processes = [None] * self.count
             for index in range(self.count):
                 self._start(index)
-            log.info("serving on %s:%d with %d processes (SO_REUSEPORT)", self.host, self.port, self.count)
-            while not self.stopping.wait(0.2):
-                self._watch()
+            print(f"MeshFoundry API on http://{self.host}:{self.port}: {self.count} processes, a SO_REUSEPORT socket "
+                  "each", file=sys.stderr, flush=True)  # fmt: skip
+            while not self.stopping:
+                time.sleep(0.2)
+                if not self.stopping:
+                    self._watch()
         finally:
             self._stop_all()
             for sig, handler in previous.items():
@@ -114,7 +129,7 @@ class Workers:
             if code == STARTUP_FAILURE:
                 log.error("API process %s failed to start; stopping", process.pid)
                 self.exit_code = STARTUP_FAILURE
-                self.stopping.set()
+                self.stopping = True
                 return
             delay = min(BACKOFF_S[1], BACKOFF_S[0] * 2 ** self.deaths[index])
             self.deaths[index] += 1

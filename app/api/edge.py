@@ -52,9 +52,9 @@ class Edge:
         chunked = False
         for name, value in scope["headers"]:  # one pass; the first of a repeated header counts (as Headers.get)
             if name == b"x-request-id":
-                given = given or value.decode("latin-1")
+                given = value.decode("latin-1") if given is None else given
             elif name == b"content-length":
-                declared = declared or value.decode("latin-1")
+                declared = value.decode("latin-1") if declared is None else declared
             elif name == b"transfer-encoding":
                 chunked = True
         request_id = (given or os.urandom(16).hex())[:128]

@@ -173,6 +173,8 @@ class TextFormatter(logging.Formatter):
             line += " " + " ".join(f"{name}={ids[name]}" for name in ID_FIELDS if name in ids)
         if record.exc_info:  # the only newlines: a traceback's
             line += "\n" + redact(self.formatException(record.exc_info))
+        elif record.exc_text:  # a record formatted elsewhere first (a queue or socket handler's)
+            line += "\n" + redact(record.exc_text)
         if record.stack_info:
             line += "\n" + redact(self.formatStack(record.stack_info))
         return line
@@ -210,8 +212,9 @@ def write_config(path: Path, log_format: str, level: str) -> Path:
 
 def lean_records() -> None:
     """Stop logging from collecting per record what our formatters never print: the caller (a walk up the stack on
-    every line, the access line's largest cost) and the thread and process names (logging's own switches, "Optimization"
-    in its HOWTO). Tracebacks and `stack_info` are unaffected."""
+    every line) and the thread and process names (logging's own switches, "Optimization" in its HOWTO). Only when
+    every root handler is ours: another configuration may print them. Tracebacks are unaffected; `stack_info=True`
+    is then ignored (nothing here uses it)."""
     logging._srcfile = None  # type: ignore[attr-defined]
     logging.logThreads = False
     logging.logProcesses = False
@@ -222,8 +225,10 @@ def configure(log_format: str, level: str, *, force: bool = False) -> bool:
     """Install `log_config` for this process; without `force`, only where nobody configured logging yet (like
     `logging.basicConfig`: a root logger with handlers, e.g. from `--log-config` or a test runner, is left alone).
     True when it did."""
-    lean_records()
     if not force and logging.getLogger().handlers:
+        if all(isinstance(h.formatter, TextFormatter | JsonFormatter) for h in logging.getLogger().handlers):
+            lean_records()  # uvicorn's --log-config with our formatters (`meshfoundry up`)
         return False
     logging.config.dictConfig(log_config(log_format, level))
+    lean_records()
     return True

@@ -60,6 +60,11 @@ def _loads(text: str) -> Any:
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
+    # Generic plans: each hot statement is planned once per connection. Under Postgres' default (`auto`) the GET and
+    # list statements were re-planned on every call once the tasks table had statistics (their generic cost estimate
+    # lost to the custom one), which doubled Postgres' CPU per GET (measured in bench/). A SET, not a startup
+    # parameter: poolers such as PgBouncer refuse unknown startup parameters.
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
     for name in ("json", "jsonb"):
         await conn.set_type_codec(name, encoder=lambda v: orjson.dumps(v).decode(), decoder=_loads,
                                   schema="pg_catalog", format="text")  # fmt: skip
@@ -75,12 +80,9 @@ class RowPool:
 
     @classmethod
     async def open(cls, dsn: str, *, max_size: int = 10) -> RowPool:
-        # Generic plans: each hot statement is planned once per connection. Under Postgres' default (`auto`) the
-        # GET and list statements were re-planned on every call once the tasks table had statistics (their generic
-        # cost estimate lost to the custom one), which doubled Postgres' CPU per GET (measured in bench/).
         pool = await asyncpg.create_pool(
             dsn, min_size=1, max_size=max_size, max_inactive_connection_lifetime=300.0,
-            init=_init_connection, reset=_no_reset, server_settings={"plan_cache_mode": "force_generic_plan"},
+            init=_init_connection, reset=_no_reset,
         )  # fmt: skip
         return cls(pool)
 
