@@ -296,6 +296,11 @@ async def test_cache_is_bypassed_while_the_listen_connection_is_down(api: Api, c
     cache = _cache(api)
     hub = api.app.state.mf.hub  # type: ignore[attr-defined]
     assert await wait_until(lambda: cache.enabled, 5)
+    # The loop below sends requests as fast as they are answered: past the pro plan's 20 per second (a 429) on a
+    # fast machine. The plan change is itself an invalidation: wait for it before filling the cache.
+    generation = cache.generation
+    await unthrottle(db, caller)
+    assert await wait_until(lambda: cache.generation > generation, 5)
     task_id = await add_succeeded_task(db, caller, "text-to-3d-preview", {"model": {"glb": "model.glb"}})
     assert (await api.client.get(f"{URL}/{task_id}", headers=caller.headers)).status_code == 200
     assert len(cache._entries) == 1
