@@ -19,7 +19,6 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("meshfoundry.serve")
@@ -31,14 +30,13 @@ def reuseport_supported() -> bool:
     return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
-def reuseport_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to host:port that other processes can bind too (SO_REUSEPORT). Not listening yet: uvicorn
-    listens once the app's startup is done, so the kernel sends no connection to a process still starting."""
+def _bound(host: str, port: int, *, reuseport: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a socket in TIME_WAIT is no obstacle
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except BaseException:
         sock.close()
@@ -46,14 +44,17 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def reuseport_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port that other processes can bind too (SO_REUSEPORT). Not listening yet: uvicorn
+    listens once the app's startup is done, so the kernel sends no connection to a process still starting."""
+    return _bound(host, port, reuseport=True)
+
+
 def port_free(host: str, port: int) -> None:
     """Raise OSError (address in use) if anything listens on host:port, another `api --workers` included: a bind
     without SO_REUSEPORT, which a SO_REUSEPORT bind would not be (it joins the group of a listener of the same user,
     and two deployments would then split the connections without a word)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a socket in TIME_WAIT is no obstacle
-        probe.bind((host, port))
+    _bound(host, port, reuseport=False).close()
 
 
 def _serve_one(app: str, host: str, port: int, options: dict[str, Any]) -> None:  # pragma: no cover (a child)
@@ -73,11 +74,9 @@ def _serve_one(app: str, host: str, port: int, options: dict[str, Any]) -> None:
 class Workers:
     """The processes behind one port. `run()` blocks until SIGINT/SIGTERM (or `stop()`), then stops them all."""
 
-    def __init__(self, app: str, host: str, port: int, count: int, options: dict[str, Any] | None = None,
-                 target: Callable[..., None] = _serve_one) -> None:  # fmt: skip
+    def __init__(self, app: str, host: str, port: int, count: int, options: dict[str, Any] | None = None) -> None:
         self.app, self.host, self.port, self.count = app, host, port, count
         self.options = options or {}
-        self.target = target
         self.context = multiprocessing.get_context("spawn")
         self.processes: list[Any] = []
         self.deaths: list[int] = [0] * count
@@ -87,7 +86,7 @@ class Workers:
 
     def _start(self, index: int) -> None:
         process = self.context.Process(
-            target=self.target, args=(self.app, self.host, self.port, self.options), name=f"api-{index}", daemon=False
+            target=_serve_one, args=(self.app, self.host, self.port, self.options), name=f"api-{index}", daemon=False
         )
         process.start()
         self.processes[index] = process
@@ -122,7 +121,7 @@ class Workers:
                     self._start(index)
                 continue
             if process.is_alive():
-                if process.pid is not None and now - self.restart_at[index] > 60:
+                if now - self.restart_at[index] > 60:
                     self.deaths[index] = 0  # up a minute since its last restart: the backoff starts over
                 continue
             code = process.exitcode

@@ -129,16 +129,12 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return out
 
 
-def _utc_ms(created: float) -> str:
-    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
-
-
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, the ids, extra fields, exception text."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": _utc_ms(record.created),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": redact(record.getMessage()),
