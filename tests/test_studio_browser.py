@@ -433,6 +433,9 @@ async def test_a_task_no_worker_can_take_says_so_and_can_be_deleted(api: Api, ca
     row = page.locator('[data-testid^="history-row-"]', has_text="text-to-3d-preview")
     await expect(row).to_contain_text("PENDING")
     await row.get_by_role("button", name="Delete").click()
+    # A redraw between the two presses (the task's stream, a reload) keeps the question: the second press deletes.
+    await page.get_by_test_id("history-refresh").click()
+    await expect(page.get_by_test_id("history-status")).to_contain_text("newest of each type")
     await row.get_by_role("button", name="Press again to delete").click()
     await expect(row).to_have_count(0)
     await expect(page.get_by_test_id("balance")).to_have_text("Balance: 1000 credits")

@@ -11,6 +11,9 @@ const PARALLEL = 3; // list requests in flight at once (the plan's requests-per-
 let open = () => {};
 let page = 1;
 const rows = new Map(); // task id -> {task, row}
+// Tasks whose Delete was pressed once: a row re-rendered by its stream or a reload keeps asking to confirm, so the
+// second press lands on the same question however often the row was redrawn in between.
+const confirming = new Set();
 
 export function initHistory(openTask) {
   open = openTask;
@@ -70,6 +73,10 @@ function upsert(task, live) {
   const chosen = $("history-type").value;
   if (live && chosen && resourceOfType(task.type)?.resource !== chosen) return;
   const known = rows.get(task.id);
+  if (known && sameRow(known.task, task)) { // a stream's repeat of what is shown: nothing to redraw
+    known.task = task;
+    return;
+  }
   const row = renderRow(task);
   if (known) known.row.replaceWith(row);
   else if (live) $("history-rows").prepend(row);
@@ -78,11 +85,24 @@ function upsert(task, live) {
   $("history-empty").hidden = rows.size > 0;
 }
 
+// What a row shows of a task; two versions that agree on it draw the same row.
+function shown(task) {
+  return JSON.stringify([task.status, task.progress, task.consumed_credits, task.task_error?.message || "",
+    downloadLinks(task, "").length]);
+}
+
+function sameRow(a, b) {
+  return shown(a) === shown(b);
+}
+
 function renderRow(task) {
   const id = task.id;
   const files = downloadLinks(task, `history-file-${id}`);
   const progress = task.status === "IN_PROGRESS" || task.status === "PENDING" ? ` ${task.progress}%` : "";
-  const remove = el("button", { type: "button", class: "danger", dataset: { testid: `history-delete-${id}` } }, "Delete");
+  const asking = confirming.has(id);
+  const remove = el("button", { type: "button", class: "danger",
+    dataset: { testid: `history-delete-${id}`, confirm: asking ? "yes" : "no" } },
+  asking ? "Press again to delete" : "Delete");
   remove.addEventListener("click", () => deleteTask(task, remove));
   return el("tr", { dataset: { testid: `history-row-${id}` } },
     el("td", {}, task.type, el("br"), el("span", { class: "muted mono" }, shortId(id))),
@@ -101,7 +121,8 @@ function renderRow(task) {
 
 // Deleting is for good (files too; an unfinished task's credits come back): the first press asks to confirm.
 async function deleteTask(task, button) {
-  if (button.dataset.confirm !== "yes") {
+  if (!confirming.has(task.id)) {
+    confirming.add(task.id);
     button.dataset.confirm = "yes";
     button.textContent = "Press again to delete";
     $("history-status").textContent = `Press again to delete ${task.type} ${shortId(task.id)} and its files for good.`;
@@ -113,6 +134,7 @@ async function deleteTask(task, button) {
     await call("DELETE", `${resource.path}/${task.id}`);
     rows.get(task.id)?.row.remove();
     rows.delete(task.id);
+    confirming.delete(task.id);
     $("history-status").textContent = `Deleted ${task.type} ${shortId(task.id)}`;
     $("history-empty").hidden = rows.size > 0;
     loadBalance();
