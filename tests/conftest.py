@@ -19,6 +19,7 @@ import httpx
 import pytest
 import pytest_asyncio
 import uvicorn
+from arq.connections import create_pool
 from arq.worker import Worker
 
 from app.api.main import create_app
@@ -177,6 +178,24 @@ async def worker(settings: Settings) -> AsyncIterator[Worker]:
     options["handle_signals"] = False
     w = Worker(**options)
     running = asyncio.create_task(w.async_run())
+    # Up means its health-check key is written (what /capabilities reads as "online"): a page loaded before that
+    # would show the pool offline for good.
+    redis = await create_pool(options["redis_settings"])
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while not await redis.exists(w.health_check_key):
+            if running.done():
+                running.result()
+                raise RuntimeError("the arq worker stopped before it was up")
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"the arq worker did not write {w.health_check_key} within 30 s")
+            await asyncio.sleep(0.02)
+    except BaseException:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        raise
+    finally:
+        await redis.aclose()
     yield w
     running.cancel()
     await asyncio.gather(running, return_exceptions=True)

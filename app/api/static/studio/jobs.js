@@ -3,6 +3,7 @@
 
 import { TERMINAL, call, follow } from "./api.js";
 import { loadBalance, poolOf } from "./account.js";
+import { deleted } from "./history.js";
 import { $, el, credits } from "./ui.js";
 
 // What a task is doing, in words: queue position, a pool without workers, progress, the API's failure message.
@@ -31,8 +32,9 @@ export function describe(task, label, waitedS = null) {
 }
 
 // Create a task at `path` with `body` and follow it to the end. Resolves with the terminal task (any status);
-// rejects with the API's error when the create or the stream is refused. `status` is the form's own status line;
-// `button` is off only while the request is sent, so another task can start while this one runs.
+// rejects with the API's error when the create or the stream is refused (marked `deleted`, which showError keeps
+// off the alert line, when the History deleted the task while it ran: its card says so). `status` is the form's own
+// status line; `button` is off only while the request is sent, so another task can start while this one runs.
 export async function runTask({ label, path, body, status, onUpdate, button }) {
   const bar = el("progress", { max: 100, value: 0, dataset: { testid: "job-progress" } });
   const words = el("span", { class: "words", dataset: { testid: "job-status" } }, `${label}: sending the request`);
@@ -48,8 +50,8 @@ export async function runTask({ label, path, body, status, onUpdate, button }) {
   say(`${label}: sending the request`);
   announce(`${label}: sending the request`);
   if (button) button.disabled = true;
+  let id;
   try {
-    let id;
     try {
       ({ result: id } = await call("POST", path, body, { onWait: (text) => say(`${label}: ${text}`) }));
     } finally {
@@ -80,6 +82,13 @@ export async function runTask({ label, path, body, status, onUpdate, button }) {
       clearInterval(tick);
     }
   } catch (error) {
+    if (error.status === 404 && deleted.has(id)) {
+      card.dataset.status = "DELETED";
+      say(`${label}: deleted from the History`);
+      announce(`${label}: deleted from the History`);
+      error.deleted = true;
+      throw error;
+    }
     card.classList.add("failed");
     say(`${label} refused: ${error.message}`);
     announce(`${label} refused: ${error.message}`);

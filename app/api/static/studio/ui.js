@@ -18,9 +18,11 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-// The page's one alert line: what was being done, then the API's own words.
+// The page's one alert line: what was being done, then the API's own words. A task deleted while it ran (runTask
+// marks its error `deleted`) is no failure: its card says so, and the alert line stays as it is.
 export function showError(context, error) {
   const text = `${context}: ${explain(error)}`;
+  if (error.deleted) return text;
   $("alert").textContent = text;
   $("alert").hidden = false;
   return text;
