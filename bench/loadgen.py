@@ -4,7 +4,8 @@ A raw asyncio HTTP/1.1 keep-alive client (hand-written request/response framing,
 that the client spends as little CPU as possible next to the server on a small machine.
 
 * `http`: `concurrency` connections send requests back to back for `warmup_s + duration_s`; only responses that
-  complete inside the measured window count. Prints one JSON object.
+  complete inside the measured window count; with `header_sets`, connection i adds set i (modulo their number) to
+  its headers. Prints one JSON object.
 * `sse`: opens `streams` SSE connections, prints `{"event": "ready", ...}` once every stream has its first event,
   then `{"event": "got", "progress": p}` each time every stream has seen an event with `"progress":p`; on `done` (a
   line on stdin) prints `{"event": "result", "arrivals": {p: [monotonic seconds, ...]}, ...}` and exits.
@@ -123,7 +124,11 @@ async def run_http(spec: dict[str, Any]) -> dict[str, Any]:
     raw_body = None if body is None else json.dumps(body).encode()
     if raw_body is not None:
         headers["Content-Type"] = "application/json"
-    requests = [build_request(spec.get("method", "GET"), p, headers, raw_body) for p in spec["paths"]]
+    # `header_sets`: connection i sends with the headers of set i modulo their number (e.g. one account each).
+    header_sets = [{**headers, **extra} for extra in spec.get("header_sets", [{}])]
+    request_sets = [
+        [build_request(spec.get("method", "GET"), p, h, raw_body) for p in spec["paths"]] for h in header_sets
+    ]
     warmup, duration = spec.get("warmup_s", 1.0), spec["duration_s"]
     start = time.monotonic()
     window = (start + warmup, start + warmup + duration)
@@ -134,6 +139,7 @@ async def run_http(spec: dict[str, Any]) -> dict[str, Any]:
 
     async def connection(index: int) -> None:
         conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        requests = request_sets[index % len(request_sets)]
         i = index
         while True:
             now = time.monotonic()

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
 NOFILE = 20_000
 BENCH_PLAN = "bench-unlimited"
+TENANTS = 16  # accounts besides the main one, for the many-accounts create phase
 
 
 def _preexec() -> None:
@@ -90,6 +91,8 @@ class Stack:
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     api_key: str = ""
     account_id: uuid.UUID | None = None
+    # Keys of TENANTS more accounts on the same plan, for the phases that load many accounts at once.
+    tenant_keys: list[str] = field(default_factory=list)
     prefix: str = field(default_factory=lambda: f"mfbench:{os.getpid()}")
     external_db: bool = False
     external_redis: bool = False
@@ -155,10 +158,21 @@ class Stack:
                 issued = await billing_service.issue_key(
                     session, account=account, name="bench", secret=self.secret.encode()
                 )
+                tenants = []
+                for n in range(TENANTS):
+                    tenant = await billing_service.create_account(
+                        session, name=f"bench-tenant-{n}", credits=10**9, **plan
+                    )
+                    tenants.append(
+                        await billing_service.issue_key(
+                            session, account=tenant, name="bench", secret=self.secret.encode()
+                        )
+                    )
         finally:
             await engine.dispose()
         self.api_key = issued.plaintext
         self.account_id = account.id
+        self.tenant_keys = [t.plaintext for t in tenants]
 
     def queue(self, name: str) -> str:
         return f"{self.prefix}:{name}"

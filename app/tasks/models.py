@@ -57,6 +57,14 @@ class Task(Base):
         # Queue position (`preceding_tasks`) and the reaper read only unfinished rows.
         Index("ix_tasks_pending_pool", "pool", "queued_at", "id", postgresql_where=text("status = 'PENDING'")),
         Index("ix_tasks_unfinished", "status", postgresql_where=text("status IN ('PENDING', 'IN_PROGRESS')")),
+        # A create counts the account's unfinished tasks of the limited types: without it that count walked every
+        # unfinished task of every account (or the account's whole history).
+        Index(
+            "ix_tasks_account_unfinished",
+            "account_id",
+            "type",
+            postgresql_where=text("status IN ('PENDING', 'IN_PROGRESS')"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)

@@ -100,6 +100,21 @@ class TestConcurrencyLimit:
             await task_service.fail(session, task_id=uuid.UUID(first), error={"type": "server_error", "message": "x"})
         assert (await api.client.post(URL, json=PREVIEW, headers=caller.headers)).status_code == 202
 
+    async def test_a_limit_lowered_below_the_queue_refuses_until_it_drains(self, api: Api, caller: Caller, db) -> None:
+        # The count stops at the limit (it reads at most that many rows): past it, it still refuses; finished tasks
+        # never count, however many there are.
+        from app.tasks import service as task_service
+
+        await use_plan(db, caller, rps=10_000, concurrency=10)
+        ids = [r.json()["result"] for r in await fire(api, caller, 8)]
+        await use_plan(db, caller, rps=10_000, concurrency=3)
+        assert (await api.client.post(URL, json=PREVIEW, headers=caller.headers)).status_code == 429
+        for task_id in ids[:6]:  # 2 left unfinished, 6 finished
+            async with db() as session, session.begin():
+                await task_service.fail(session, task_id=uuid.UUID(task_id), error={"type": "x", "message": "x"})
+        assert (await api.client.post(URL, json=PREVIEW, headers=caller.headers)).status_code == 202
+        assert (await api.client.post(URL, json=PREVIEW, headers=caller.headers)).status_code == 429
+
 
 class TestRateLimit:
     async def test_over_the_rate_is_429_with_retry_after(self, api: Api, caller: Caller, db, window: Clock) -> None:
