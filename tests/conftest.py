@@ -178,24 +178,6 @@ async def worker(settings: Settings) -> AsyncIterator[Worker]:
     options["handle_signals"] = False
     w = Worker(**options)
     running = asyncio.create_task(w.async_run())
-    # Up means its health-check key is written (what /capabilities reads as "online"): a page loaded before that
-    # would show the pool offline for good.
-    redis = await create_pool(options["redis_settings"])
-    try:
-        deadline = asyncio.get_running_loop().time() + 30
-        while not await redis.exists(w.health_check_key):
-            if running.done():
-                running.result()
-                raise RuntimeError("the arq worker stopped before it was up")
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"the arq worker did not write {w.health_check_key} within 30 s")
-            await asyncio.sleep(0.02)
-    except BaseException:
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
-        raise
-    finally:
-        await redis.aclose()
     yield w
     running.cancel()
     await asyncio.gather(running, return_exceptions=True)
@@ -207,6 +189,23 @@ async def worker(settings: Settings) -> AsyncIterator[Worker]:
     await asyncio.gather(*w.tasks.values(), return_exceptions=True)
     w.tasks.clear()
     await w.close()
+
+
+@pytest_asyncio.fixture
+async def worker_up(worker: Worker) -> Worker:
+    """The worker once it is up: its health-check key written (what /capabilities reads as "online"). For tests
+    that load a page reading the capabilities once; the plain fixture starts the worker in the background, so that
+    a test may still change the settings its start-up reads (a runner's step delay, for one)."""
+    redis = await create_pool(worker.redis_settings)
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while not await redis.exists(worker.health_check_key):
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"the arq worker did not write {worker.health_check_key} within 30 s")
+            await asyncio.sleep(0.02)
+    finally:
+        await redis.aclose()
+    return worker
 
 
 @dataclass

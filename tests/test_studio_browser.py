@@ -167,7 +167,7 @@ async def test_photo_to_an_animated_character(
     studio_settings,
     api: Api,
     caller: Caller,
-    worker,
+    worker_up,
     page: Any,  # type: ignore[no-untyped-def]
 ) -> None:
     from playwright.async_api import expect
@@ -274,7 +274,7 @@ async def test_prompt_finds_and_reuses_a_model(
     studio_settings,
     api: Api,
     caller: Caller,
-    worker,
+    worker_up,
     page: Any,  # type: ignore[no-untyped-def]
 ) -> None:
     from playwright.async_api import expect
@@ -350,7 +350,7 @@ async def test_pictures_views_parts_and_print(
     studio_settings,
     api: Api,
     caller: Caller,
-    worker,
+    worker_up,
     page: Any,  # type: ignore[no-untyped-def]
 ) -> None:
     from playwright.async_api import expect
