@@ -19,8 +19,10 @@ from typing import Any
 
 import asyncpg
 import orjson
+from sqlalchemy import literal_column
 from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, visitors
+from sqlalchemy.sql.elements import BindParameter
 
 _DIALECT = pg_asyncpg.dialect()  # type: ignore[no-untyped-call]
 ACQUIRE_TIMEOUT_S = 10.0
@@ -43,8 +45,26 @@ class Compiled:
         return [params[name] if name in params else fixed[name] for name in self.names]
 
 
+def _constant(element: Any) -> Any:
+    """A bound constant of the statement (a str or an int it was built with) as a SQL literal; None: unchanged."""
+    if not isinstance(element, BindParameter) or element.required:
+        return None
+    value = element.effective_value
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        return None
+    sql = str(element.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True}))
+    return literal_column(sql, type_=element.type)
+
+
 def compile_statement(statement: ClauseElement) -> Compiled:
-    """Compile a Core statement once, for asyncpg (bound parameters stay parameters)."""
+    """Compile a Core statement once, for asyncpg: what the caller binds stays a parameter, the statement's own
+    constants (`status = 'PENDING'`) are written into the SQL.
+
+    Constants must be literals because the hot statements run as generic plans (`_init_connection`): a generic plan
+    can use a partial index (`WHERE status = 'PENDING'`) only when the statement itself says the same, not when it
+    compares with a parameter that happens to be 'PENDING'. As parameters, a PENDING task's queue position was a
+    sequential scan of the whole tasks table."""
+    statement = visitors.replacement_traverse(statement, {}, _constant)
     compiled = statement.compile(dialect=_DIALECT)
     names = tuple(compiled.positiontup or ())
     binds = compiled.binds

@@ -15,13 +15,26 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import String, Text, any_, bindparam, case, cast, literal_column, select
+from sqlalchemy import (
+    BigInteger,
+    String,
+    Text,
+    any_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal_column,
+    select,
+    tuple_,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import aliased
 
 from app.core.rowdb import Compiled, RowPool, as_list, compile_statement
 from app.tasks.models import Task, TaskStatus
-from app.tasks.repository import preceding_count
+from app.tasks.repository import _ahead_of, preceding_count
 from billing.auth import key_valid
 
 _COLUMNS = tuple(Task.__table__.c)
@@ -65,16 +78,77 @@ def _select() -> Any:
     )
 
 
-_GET = compile_statement(_select().where(Task.id == bindparam("task_id")))
-_PAGE = {
-    ascending: compile_statement(
-        _select()
-        .order_by(*((Task.created_at.asc(), Task.id.asc()) if ascending else (Task.created_at.desc(), Task.id.desc())))
+def _page(ascending: bool) -> Any:
+    """A page of the account's tasks with each PENDING row's queue position, counted in ONE pass over the queue.
+
+    Counting each row's position on its own (as the GET does) reads the queue up to that row once per row: a page
+    of ten new tasks at the end of a queue of N read 10 x N index entries. Here the page's PENDING rows are taken in
+    queue order within each pool, each counts only the tasks between it and the page's previous one, and a running
+    sum adds them up: N entries in all, the same numbers (one statement, one snapshot).
+    """
+    order = (Task.created_at.asc(), Task.id.asc()) if ascending else (Task.created_at.desc(), Task.id.desc())
+    columns = [_column(column) for column in _COLUMNS]
+    page = (
+        select(
+            *columns,
+            literal_column("tasks.xmin").label("version"),
+            key_valid(bindparam("key_id"), bindparam("account_id")).label("key_valid"),
+        )
+        .where(
+            Task.account_id == bindparam("account_id"),
+            Task.type == any_(bindparam("types", type_=postgresql.ARRAY(String))),
+        )
+        .order_by(*order)
         .offset(bindparam("offset"))
         .limit(bindparam("limit"))
+        .cte("page")
     )
-    for ascending in (True, False)
-}
+    in_queue = {"partition_by": page.c.pool, "order_by": (page.c.queued_at, page.c.id)}
+    pending = (
+        select(
+            page.c.id,
+            page.c.pool,
+            page.c.queued_at,
+            func.lag(page.c.queued_at).over(**in_queue).label("previous_at"),
+            func.lag(page.c.id).over(**in_queue).label("previous_id"),
+        )
+        .where(page.c.status == TaskStatus.PENDING.value)
+        .subquery("pending")
+    )
+    ahead = aliased(Task)
+    since_previous = (
+        select(func.count())
+        .where(
+            *_ahead_of(ahead, pending.c.pool, pending.c.queued_at, pending.c.id),
+            tuple_(ahead.queued_at, ahead.id)
+            >= tuple_(
+                func.coalesce(pending.c.previous_at, literal_column("'-infinity'::timestamptz")),
+                func.coalesce(pending.c.previous_id, literal_column("'00000000-0000-0000-0000-000000000000'::uuid")),
+            ),
+        )
+        .correlate(pending)
+        .scalar_subquery()
+    )
+    segments = select(pending.c.id, pending.c.pool, pending.c.queued_at, since_previous.label("n")).subquery("segments")
+    ranked = select(
+        segments.c.id,
+        cast(
+            func.sum(segments.c.n).over(partition_by=segments.c.pool, order_by=(segments.c.queued_at, segments.c.id)),
+            BigInteger,
+        ).label("preceding"),
+    ).subquery("ranked")
+    final_order = (
+        (page.c.created_at.asc(), page.c.id.asc()) if ascending else (page.c.created_at.desc(), page.c.id.desc())
+    )
+    return (
+        select(*page.c, func.coalesce(ranked.c.preceding, 0).label("preceding"))
+        .select_from(page.outerjoin(ranked, ranked.c.id == page.c.id))
+        .order_by(*final_order)
+    )
+
+
+_GET = compile_statement(_select().where(Task.id == bindparam("task_id")))
+_PAGE = {ascending: compile_statement(_page(ascending)) for ascending in (True, False)}
 
 
 async def get_owned(

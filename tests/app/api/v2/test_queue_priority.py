@@ -13,7 +13,7 @@ from app.core.clock import utcnow
 from app.core.queue import OLDEST_SCORE, enqueue_task, queue_for_pool, redis_settings
 from app.tasks.service import MAX_HEAD_START_S, queue_position
 from billing import service as billing_service
-from tests.conftest import Api, Caller, make_caller
+from tests.conftest import Api, Caller, make_caller, unthrottle
 
 URL = "/openapi/v2/text-to-3d"
 PREVIEW = {"mode": "preview", "prompt": "a lamp", "seed": 3}
@@ -161,3 +161,58 @@ async def test_a_pending_tasks_stream_follows_its_queue_position(api: Api, calle
     await stream.finish()
     assert stream.events[-1] == ("error", {"status_code": 404, "message": "Task not found"})
     assert sum(event == "message" for event, _ in stream.events) > 5  # keep-alives arrived in between
+
+
+@pytest.mark.asyncio
+async def test_every_list_page_gives_each_pending_task_its_exact_queue_position(
+    api: Api, caller: Caller, settings, db
+) -> None:  # type: ignore[no-untyped-def]
+    # The list counts a page's queue positions in one pass (each PENDING row counts only back to the page's previous
+    # one, then a running sum): it must give what the GET gives and what counting from scratch gives, whatever the
+    # pools, statuses, sort, page size and other accounts' tasks in between.
+    import random
+    import uuid
+
+    from app.tasks.models import Task
+
+    await unthrottle(db, caller)  # some 150 reads
+    other = await make_caller(settings, db, name="other")
+    rng = random.Random(7)
+    start = utcnow() - timedelta(hours=1)
+    rows = []
+    for i in range(40):
+        mine = i % 3 != 0
+        rows.append(
+            Task(
+                id=uuid.uuid4(), account_id=(caller if mine else other).account_id, type="text-to-3d-preview",
+                status=rng.choice(["PENDING", "PENDING", "PENDING", "IN_PROGRESS", "SUCCEEDED"]), progress=0,
+                ai_model="latest", runner="procedural", pool=rng.choice(["default", "gpu"]), params={}, seed=0,
+                outputs={}, consumed_credits=0, attempts=0, created_at=start + timedelta(seconds=i),
+                # queue order differs from creation order (a plan's head start), ties broken by id
+                queued_at=start + timedelta(seconds=rng.randrange(15)),
+            )
+        )  # fmt: skip
+    async with db() as session, session.begin():
+        session.add_all(rows)
+
+    def expected(task: Task) -> int:
+        if task.status != "PENDING":
+            return 0
+        return sum(
+            1
+            for t in rows
+            if t.status == "PENDING" and t.pool == task.pool and (t.queued_at, t.id) < (task.queued_at, task.id)
+        )
+
+    truth = {str(t.id): expected(t) for t in rows if t.account_id == caller.account_id}
+    assert max(truth.values()) > 5  # the data does exercise queues
+    for sort in ("-created_at", "+created_at"):
+        for size in (1, 4, 7, 50):
+            seen: dict[str, int] = {}
+            for page_num in range(1, len(truth) // size + 2):
+                params = {"page_size": size, "page_num": page_num, "sort_by": sort}
+                page = (await api.client.get(URL, params=params, headers=caller.headers)).json()
+                seen.update({t["id"]: t["preceding_tasks"] for t in page})
+            assert seen == truth, (sort, size)
+    for task_id, position in truth.items():
+        assert (await get(api, caller, task_id))["preceding_tasks"] == position
