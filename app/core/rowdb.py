@@ -46,8 +46,10 @@ class Compiled:
 
 
 def _constant(element: Any) -> Any:
-    """A bound constant of the statement (a str or an int it was built with) as a SQL literal; None: unchanged."""
-    if not isinstance(element, BindParameter) or element.required:
+    """An anonymous bound constant of the statement (a str or an int it was written with: `status == 'PENDING'`,
+    `literal(0)`) as a SQL literal; None: unchanged. Named parameters, valued or not (`bindparam("lim", 5)`), stay
+    parameters that a caller may bind."""
+    if not isinstance(element, BindParameter) or element.required or not element.unique:
         return None
     value = element.effective_value
     if not isinstance(value, (str, int)) or isinstance(value, bool):

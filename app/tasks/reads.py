@@ -130,13 +130,19 @@ def _page(ascending: bool) -> Any:
         .scalar_subquery()
     )
     segments = select(pending.c.id, pending.c.pool, pending.c.queued_at, since_previous.label("n")).subquery("segments")
-    ranked = select(
-        segments.c.id,
-        cast(
-            func.sum(segments.c.n).over(partition_by=segments.c.pool, order_by=(segments.c.queued_at, segments.c.id)),
-            BigInteger,
-        ).label("preceding"),
-    ).subquery("ranked")
+    ranked = (
+        select(
+            segments.c.id,
+            cast(
+                func.sum(segments.c.n).over(
+                    partition_by=segments.c.pool, order_by=(segments.c.queued_at, segments.c.id)
+                ),
+                BigInteger,
+            ).label("preceding"),
+        )
+        .cte("ranked")
+        .prefix_with("MATERIALIZED")
+    )  # computed once, whatever join the planner picks
     final_order = (
         (page.c.created_at.asc(), page.c.id.asc()) if ascending else (page.c.created_at.desc(), page.c.id.desc())
     )

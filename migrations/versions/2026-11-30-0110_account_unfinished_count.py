@@ -49,6 +49,16 @@ def _function(count: str) -> str:
 
 def upgrade() -> None:
     with op.get_context().autocommit_block():
+        # A concurrent build that failed or was cancelled leaves an INVALID index, which IF NOT EXISTS would keep.
+        invalid = (
+            op.get_bind()
+            .exec_driver_sql(
+                "SELECT 1 FROM pg_index WHERE indexrelid = to_regclass('ix_tasks_account_unfinished') AND NOT indisvalid"
+            )
+            .first()
+        )
+        if invalid is not None:
+            op.execute("DROP INDEX CONCURRENTLY ix_tasks_account_unfinished")
         op.execute(
             "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_tasks_account_unfinished ON tasks (account_id, type) "
             "WHERE status IN ('PENDING', 'IN_PROGRESS')"

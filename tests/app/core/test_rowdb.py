@@ -34,17 +34,19 @@ _PID = compile_statement(select(func.pg_backend_pid().label("pid")))
 async def test_compile_statement_gives_dollar_sql_with_fixed_values() -> None:
     statement = (
         select(ApiKey.id, literal(7).label("seven"))
-        .where(ApiKey.name == "x", ApiKey.id == bindparam("key_id"))
+        .where(ApiKey.name == "o'x", ApiKey.id == bindparam("key_id"))
         .limit(bindparam("lim", 5))
     )
     compiled = compile_statement(statement)
-    assert "$1" in compiled.sql and "$4" in compiled.sql and "$5" not in compiled.sql
+    assert "$1" in compiled.sql and "$2" in compiled.sql and "$3" not in compiled.sql
     assert ":key_id" not in compiled.sql and "%(" not in compiled.sql  # asyncpg's placeholders only
-    assert compiled.names == ("param_1", "name_1", "key_id", "lim")
-    assert dict(compiled.fixed) == {"param_1": 7, "name_1": "x", "lim": 5}  # literals and valued bindparams
+    # The statement's own constants are SQL (a generic plan can then use a partial index on them), quoted.
+    assert "api_keys.name = 'o''x'" in compiled.sql and "7 AS seven" in compiled.sql
+    assert compiled.names == ("key_id", "lim")
+    assert dict(compiled.fixed) == {"lim": 5}  # a named bindparam with a value stays a parameter
     key = uuid.uuid4()
-    assert compiled.args({"key_id": key}) == [7, "x", key, 5]
-    assert compiled.args({"key_id": key, "lim": 9}) == [7, "x", key, 9]  # a valued bindparam can be overridden
+    assert compiled.args({"key_id": key}) == [key, 5]
+    assert compiled.args({"key_id": key, "lim": 9}) == [key, 9]  # a valued bindparam can be overridden
     with pytest.raises(KeyError):  # a required parameter left out is an error, not a NULL
         compiled.args({})
 
