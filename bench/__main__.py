@@ -701,7 +701,7 @@ async def bench_sse(stack: Stack, cfg: Config, db: Db, out: dict[str, Any]) -> N
     api = stack.start_api("api-sse", "sse")  # a queue no worker serves: the tasks stay PENDING
     updates = [10 * (i + 1) for i in range(cfg.sse_updates)]
     try:
-        one_id, many_id = await create_tasks(api.port, stack.api_key, 2)
+        one_id, many_id, spread_id = await create_tasks(api.port, stack.api_key, 3)
         single = await fanout(stack, cfg, db, api, one_id, 1, updates)
         many = await fanout(stack, cfg, db, api, many_id, cfg.sse_streams, updates)
     finally:
@@ -711,6 +711,14 @@ async def bench_sse(stack: Stack, cfg: Config, db: Db, out: dict[str, Any]) -> N
         f"p99 {many['delay_ms']['p99']:.1f} ms; 1 stream p50 {single['delay_ms']['p50']:.1f} ms"
     )
     out["d"] = {"single": single, "many": many, "bare_sse": bare, "updates": updates}
+    # The same streams spread over `meshfoundry api --workers 2` (the kernel splits the connections between the two
+    # processes; each process hears the change on its own LISTEN connection and writes to its own streams). Only the
+    # delays count here: the memory figure above is per process.
+    api2 = stack.start_cli_api("api-sse-2", stack.env(QUEUE_NAME=stack.queue("sse")), workers=2)
+    try:
+        out["d"]["many_workers_2"] = await fanout(stack, cfg, db, api2, spread_id, cfg.sse_streams, updates)
+    finally:
+        stack.stop(api2)
 
 
 # --- report ---------------------------------------------------------------------------------------------------
@@ -891,6 +899,17 @@ def table(results: dict[str, Any]) -> str:
                 ratio(dm["max"], d1["max"]),
             )
         )
+        if "many_workers_2" in d:
+            spread = d["many_workers_2"]
+            d2 = spread["delay_ms"]
+            rows.append(
+                (
+                    "(d) same, api --workers 2, p50 / p99 ms / events",
+                    f"{fmt_ms(d2['p50'])} / {fmt_ms(d2['p99'])} / {d2['n']}/{spread['expected_events']}",
+                    f"{fmt_ms(dm['p50'])} / {fmt_ms(dm['p99'])} (1 process)",
+                    f"{ratio(d2['p50'], dm['p50'])} / {ratio(d2['p99'], dm['p99'])}",
+                )
+            )
     widths = [max(len(r[i]) for r in [("figure", "ours", "baseline", "ratio"), *rows]) for i in range(4)]
     line = "  ".join("-" * w for w in widths)
     out = ["  ".join(h.ljust(w) for h, w in zip(("figure", "ours", "baseline", "ratio"), widths, strict=True)), line]
