@@ -53,7 +53,8 @@ def upgrade() -> None:
         invalid = (
             op.get_bind()
             .exec_driver_sql(
-                "SELECT 1 FROM pg_index WHERE indexrelid = to_regclass('ix_tasks_account_unfinished') AND NOT indisvalid"
+                "SELECT 1 FROM pg_index"
+                " WHERE indexrelid = to_regclass('ix_tasks_account_unfinished') AND NOT indisvalid"
             )
             .first()
         )
