@@ -104,7 +104,7 @@ def _spawn(spec: ChildSpec) -> subprocess.Popen[bytes]:
     # the launcher's stderr: `up` prints only the development key on stdout, for scripts, and a reader that stops
     # reading after the key must never block the API on a full pipe.
     return subprocess.Popen(
-        list(spec.args), env=dict(spec.env), preexec_fn=embedded._die_with_parent, stdin=subprocess.DEVNULL,
+        list(spec.args), env=dict(spec.env), preexec_fn=embedded.die_with_parent, stdin=subprocess.DEVNULL,
         stdout=sys.stderr.fileno(), start_new_session=True,
     )  # fmt: skip
 

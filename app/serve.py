@@ -60,9 +60,9 @@ def port_free(host: str, port: int) -> None:
 def _serve_one(app: str, host: str, port: int, options: dict[str, Any]) -> None:  # pragma: no cover (a child)
     import uvicorn
 
-    from app.core.embedded import _die_with_parent
+    from app.core.embedded import die_with_parent
 
-    _die_with_parent()  # the supervisor killed (even by SIGKILL): this process goes too, and frees the port
+    die_with_parent()  # the supervisor killed (even by SIGKILL): this process goes too, and frees the port
     sock = reuseport_socket(host, port)
     config = uvicorn.Config(app, host=host, port=port, **options)
     server = uvicorn.Server(config)

@@ -37,7 +37,7 @@ TENANTS = 16  # accounts besides the main one, for the many-accounts create phas
 
 def _preexec() -> None:
     """Child side: die with the bench, and allow many sockets (SSE fan-out)."""
-    embedded._die_with_parent()
+    embedded.die_with_parent()
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

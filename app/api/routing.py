@@ -31,14 +31,14 @@ class PrefixedRouter(APIRouter):
 
 class LeanRoute(APIRoute):
     """An APIRoute that serves its requests without FastAPI's per-request dependency solving, for a route whose
-        every input is read by hand anyway: its endpoint carries `lean`, an `async (Request) -> Response` doing the same
-        work. The endpoint's own signature still declares the OpenAPI operation (parameters, security, responses), and
-        errors raised in `lean` go through the app's handlers like any route's. Use it only where the declared
-        parameters need no validation (a path parameter that is a plain string, no query or body) and no router or app
+    every input is read by hand anyway: its endpoint carries `lean`, an `async (Request) -> Response` doing the same
+    work. The endpoint's own signature still declares the OpenAPI operation (parameters, security, responses), and
+    errors raised in `lean` go through the app's handlers like any route's. Use it only where the declared
+    parameters need no validation (a path parameter that is a plain string, no query or body) and no router or app
     declares dependencies for it: `lean` bypasses both.
 
-        FastAPI's documented hook for this is `get_route_handler` ("Custom Request and APIRoute class"). On the GET of a
-        task it was about a fifth of the request's CPU (`python -m bench.profile get`, docs/performance.md).
+    FastAPI's documented hook for this is `get_route_handler` ("Custom Request and APIRoute class"). On the GET of a
+    task it was about a fifth of the request's CPU (`python -m bench.profile get`, docs/performance.md).
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

@@ -28,37 +28,38 @@ def event_id(task: Task) -> str:
 
 
 # Snapshots come from the hub shared by every stream of a task: render and encode each one once per base URL and
-# queue position, not per stream (a fan-out to thousands of streams then writes the same bytes to each).
-_rendered: weakref.WeakKeyDictionary[Task, dict[tuple[str, int], bytes]] = weakref.WeakKeyDictionary()
-_framed: weakref.WeakKeyDictionary[Task, dict[tuple[str, int], bytes]] = weakref.WeakKeyDictionary()
+# queue position, not per stream (a fan-out to thousands of streams then writes the same bytes to each); the event
+# as it is, and as the HTTP/1.1 chunk the hub writes to a stream's socket itself (`TaskEventStream.deliver`).
+_encoded: weakref.WeakKeyDictionary[Task, dict[tuple[str, int, bool], bytes]] = weakref.WeakKeyDictionary()
+
+
+def _encode(snapshot: Snapshot, links: AssetLinks, framed: bool) -> bytes:
+    task = snapshot.task
+    per_base = _encoded.get(task)
+    if per_base is None:
+        per_base = _encoded[task] = {}
+    key = (links.base_url, snapshot.preceding, framed)
+    data = per_base.get(key)
+    if data is None:
+        if framed:
+            body = _encode(snapshot, links, False)
+            data = b"%x\r\n%b\r\n" % (len(body), body)
+        else:
+            line = to_json_line(render_task(task, snapshot.preceding, links))
+            data = ServerSentEvent(data=line, event="message", id=event_id(task)).encode()
+        per_base[key] = data
+    return data
 
 
 def message_event(snapshot: Snapshot, links: AssetLinks) -> bytes:
     """The encoded `event: message` for this snapshot (sse-starlette writes bytes as they are)."""
-    task = snapshot.task
-    per_base = _rendered.get(task)
-    if per_base is None:
-        per_base = _rendered[task] = {}
-    key = (links.base_url, snapshot.preceding)
-    chunk = per_base.get(key)
-    if chunk is None:
-        line = to_json_line(render_task(task, snapshot.preceding, links))
-        chunk = per_base[key] = ServerSentEvent(data=line, event="message", id=event_id(task)).encode()
-    return chunk
+    return _encode(snapshot, links, False)
 
 
 def framed_event(snapshot: Snapshot, links: AssetLinks) -> bytes:
     """`message_event` as one HTTP/1.1 chunk (`<size>\r\n<event>\r\n`): what uvicorn writes for it on a chunked
-    response, made once per change for all the streams the hub writes it to."""
-    per_base = _framed.get(snapshot.task)
-    if per_base is None:
-        per_base = _framed[snapshot.task] = {}
-    key = (links.base_url, snapshot.preceding)
-    framed = per_base.get(key)
-    if framed is None:
-        body = message_event(snapshot, links)
-        framed = per_base[key] = b"%x\r\n%b\r\n" % (len(body), body)
-    return framed
+    response."""
+    return _encode(snapshot, links, True)
 
 
 def error_event(status_code: int, message: str) -> ServerSentEvent:

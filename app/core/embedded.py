@@ -24,7 +24,7 @@ DB_NAME = "meshfoundry"
 _MAX_SOCKET_PATH = 100
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Child-side: get SIGTERM when the launcher dies, even by SIGKILL (Linux only)."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -143,7 +143,7 @@ def start_redis(data_dir: Path, *, persist: bool = True, timeout: float = 10.0) 
         "--loglevel", "warning",
         "--logfile", str(data_dir / "valkey.log"),
     ]  # fmt: skip
-    process = subprocess.Popen(args, preexec_fn=_die_with_parent, stdin=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(args, preexec_fn=die_with_parent, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout
     while not socket.exists():
         if process.poll() is not None or time.monotonic() > deadline:

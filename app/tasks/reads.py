@@ -34,7 +34,7 @@ from sqlalchemy.orm import aliased
 
 from app.core.rowdb import Compiled, RowPool, as_list, compile_statement
 from app.tasks.models import Task, TaskStatus
-from app.tasks.repository import _ahead_of, preceding_count
+from app.tasks.repository import ahead_of, preceding_count
 from billing.auth import key_valid
 
 _COLUMNS = tuple(Task.__table__.c)
@@ -64,18 +64,20 @@ def _column(column: Any) -> Any:
     return cast(column, Text).label(column.key) if column.key in _JSON_COLUMNS else column
 
 
-def _select() -> Any:
-    preceding = case((Task.status == TaskStatus.PENDING.value, preceding_count()), else_=0)
-    columns = [_column(column) for column in _COLUMNS]
+def _owned() -> Any:
+    """The account's tasks of the given types: every column (JSON as text), the row version and the key's validity."""
     return select(
-        *columns,
+        *(_column(column) for column in _COLUMNS),
         literal_column("tasks.xmin").label("version"),
-        preceding.label("preceding"),
         key_valid(bindparam("key_id"), bindparam("account_id")).label("key_valid"),
     ).where(
         Task.account_id == bindparam("account_id"),
         Task.type == any_(bindparam("types", type_=postgresql.ARRAY(String))),
     )
+
+
+def _by_creation(created_at: Any, task_id: Any, ascending: bool) -> tuple[Any, Any]:
+    return (created_at.asc(), task_id.asc()) if ascending else (created_at.desc(), task_id.desc())
 
 
 def _page(ascending: bool) -> Any:
@@ -86,19 +88,9 @@ def _page(ascending: bool) -> Any:
     queue order within each pool, each counts only the tasks between it and the page's previous one, and a running
     sum adds them up: N entries in all, the same numbers (one statement, one snapshot).
     """
-    order = (Task.created_at.asc(), Task.id.asc()) if ascending else (Task.created_at.desc(), Task.id.desc())
-    columns = [_column(column) for column in _COLUMNS]
     page = (
-        select(
-            *columns,
-            literal_column("tasks.xmin").label("version"),
-            key_valid(bindparam("key_id"), bindparam("account_id")).label("key_valid"),
-        )
-        .where(
-            Task.account_id == bindparam("account_id"),
-            Task.type == any_(bindparam("types", type_=postgresql.ARRAY(String))),
-        )
-        .order_by(*order)
+        _owned()
+        .order_by(*_by_creation(Task.created_at, Task.id, ascending))
         .offset(bindparam("offset"))
         .limit(bindparam("limit"))
         .cte("page")
@@ -119,7 +111,7 @@ def _page(ascending: bool) -> Any:
     since_previous = (
         select(func.count())
         .where(
-            *_ahead_of(ahead, pending.c.pool, pending.c.queued_at, pending.c.id),
+            *ahead_of(ahead, pending.c.pool, pending.c.queued_at, pending.c.id),
             tuple_(ahead.queued_at, ahead.id)
             >= tuple_(
                 func.coalesce(pending.c.previous_at, literal_column("'-infinity'::timestamptz")),
@@ -143,17 +135,15 @@ def _page(ascending: bool) -> Any:
         .cte("ranked")
         .prefix_with("MATERIALIZED")
     )  # computed once, whatever join the planner picks
-    final_order = (
-        (page.c.created_at.asc(), page.c.id.asc()) if ascending else (page.c.created_at.desc(), page.c.id.desc())
-    )
     return (
         select(*page.c, func.coalesce(ranked.c.preceding, 0).label("preceding"))
         .select_from(page.outerjoin(ranked, ranked.c.id == page.c.id))
-        .order_by(*final_order)
+        .order_by(*_by_creation(page.c.created_at, page.c.id, ascending))
     )
 
 
-_GET = compile_statement(_select().where(Task.id == bindparam("task_id")))
+_PRECEDING = case((Task.status == TaskStatus.PENDING.value, preceding_count()), else_=0).label("preceding")
+_GET = compile_statement(_owned().add_columns(_PRECEDING).where(Task.id == bindparam("task_id")))
 _PAGE = {ascending: compile_statement(_page(ascending)) for ascending in (True, False)}
 
 

@@ -44,7 +44,7 @@ def _queue_order(task: Any) -> tuple[Any, Any]:
     return task.queued_at, task.id
 
 
-def _ahead_of(ahead: Any, pool: Any, queued_at: Any, task_id: Any) -> tuple[Any, ...]:
+def ahead_of(ahead: Any, pool: Any, queued_at: Any, task_id: Any) -> tuple[Any, ...]:
     """Conditions on `ahead` for the PENDING tasks queued before (`queued_at`, `task_id`) in `pool`."""
     return (
         ahead.status == TaskStatus.PENDING.value,
@@ -58,7 +58,7 @@ def preceding_count() -> Any:
     ahead = aliased(Task)
     return (
         select(func.count())
-        .where(Task.status == TaskStatus.PENDING.value, *_ahead_of(ahead, Task.pool, Task.queued_at, Task.id))
+        .where(Task.status == TaskStatus.PENDING.value, *ahead_of(ahead, Task.pool, Task.queued_at, Task.id))
         .correlate(Task)
         .scalar_subquery()
     )
@@ -81,7 +81,7 @@ def _notify_statement() -> Any:
     has no webhook.
     """
     ahead = aliased(Task)
-    preceding = select(func.count()).where(*_ahead_of(ahead, Task.pool, Task.queued_at, Task.id)).scalar_subquery()
+    preceding = select(func.count()).where(*ahead_of(ahead, Task.pool, Task.queued_at, Task.id)).scalar_subquery()
     rows = select(
         Webhook.id,
         Task.id,
@@ -218,7 +218,7 @@ class TaskRepository:
         if task.status != TaskStatus.PENDING.value:
             return 0
         result = await self.session.execute(
-            select(func.count()).where(*_ahead_of(Task, task.pool, literal(task.queued_at), literal(task.id)))
+            select(func.count()).where(*ahead_of(Task, task.pool, literal(task.queued_at), literal(task.id)))
         )
         return int(result.scalar_one())
 
